@@ -1,0 +1,236 @@
+"""`packager`: a thin command line over the library. One line per error, with a hint; tracebacks only with --debug."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from . import __version__
+from .errors import JoeyError
+
+
+def _print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+def _creds(a) -> dict:
+    return {"plain_http": a.plain_http}
+
+
+# ---------------------------------------------------------------- verbs
+
+def cmd_validate(a) -> int:
+    from .spec import load_spec
+
+    loaded = load_spec(a.spec)
+    cfg = loaded.config
+    out = {"valid": True, "pipeline_name": cfg.name, "pipeline_version": cfg.version,
+           "steps": [s.to_json() for s in cfg.steps]}
+    if a.json:
+        _print_json(out)
+    else:
+        print(f"{a.spec}: valid — pipeline {cfg.name} version {cfg.version}, {len(cfg.steps)} step(s)")
+    return 0
+
+
+def cmd_build(a) -> int:
+    from .build import build
+
+    b = build(a.spec, store=a.store, source=a.source, revision=a.revision)
+    out = {"reference": str(b.ref), "pipeline_name": b.artifact.config.name,
+           "pipeline_version": b.artifact.config.version, "digest": b.digest,
+           "store": str(b.ref.layout), "blobs_written": len(b.copy.uploaded), "blobs_present": len(b.copy.skipped)}
+    if a.json:
+        _print_json(out)
+    else:
+        print(f"{out['reference']}\n{out['digest']}")
+    return 0
+
+
+def cmd_push(a) -> int:
+    from .publish import destination
+    from .reference import parse
+    from .transfer import copy, open_target
+
+    ref = parse(a.ref)
+    src = open_target(ref, store=a.store, plain_http=a.plain_http)
+    dest = destination(a.registry, plain_http=a.plain_http)
+    name = ref.repository.rsplit("/", 1)[-1]
+    repo = dest.pipeline_repo(name)
+    raw, _, _ = src.resolve(ref.repository, ref.reference)
+    tag = ref.tag or _version_of(raw)
+    result = copy(src, ref.repository, ref.reference, dest.target, repo, tag)
+    out = {"reference": dest.url(repo, tag), "digest": result.digest, "uploaded": len(result.uploaded),
+           "skipped": len(result.skipped), "bytes_uploaded": result.bytes_uploaded}
+    if a.json:
+        _print_json(out)
+    else:
+        print(f"{out['reference']}\n{out['digest']}  ({out['uploaded']} blob(s) uploaded, {out['skipped']} present)")
+    return 0
+
+
+def _version_of(raw: bytes) -> str:
+    from .annotations import VERSION
+
+    return json.loads(raw).get("annotations", {}).get(VERSION, "latest")
+
+
+def cmd_publish(a) -> int:
+    from . import record
+    from .publish import publish
+
+    r = publish(a.spec, registry=a.registry, store=a.store, plain_http=a.plain_http, replaces=a.replaces,
+                created_by=a.created_by, with_chart=not a.no_chart, source=a.source, revision=a.revision)
+    if a.json:
+        _print_json(r)
+    else:
+        print(record.table(r))
+    return 0
+
+
+def cmd_publishes(a) -> int:
+    from . import record
+    from .publish import publishes
+
+    rs = publishes(a.pipeline, registry=a.registry, store=a.store, plain_http=a.plain_http)
+    if a.json:
+        _print_json({"publishes": rs})
+    else:
+        for r in rs:
+            print(f"{r['pipeline_name']}  {r['pipeline_version']}  {r['status']}  {r['created_at']}  {r['pipeline_url']}")
+        if not rs:
+            print("no publishes")
+    return 0
+
+
+def cmd_pull(a) -> int:
+    from .reference import parse
+    from .transfer import open_target, pull_to_dir
+
+    ref = parse(a.ref)
+    src = open_target(ref, store=a.store, plain_http=a.plain_http)
+    pulled = pull_to_dir(src, ref.repository, ref.reference, Path(a.out))
+    out = {"reference": a.ref, "digest": pulled.manifest.digest, "out": str(a.out),
+           "files": {k: str(v) for k, v in pulled.files.items()}}
+    if a.json:
+        _print_json(out)
+    else:
+        print(f"{pulled.manifest.digest}")
+        for title, path in pulled.files.items():
+            print(f"  {path}")
+    return 0
+
+
+def cmd_inspect(a) -> int:
+    from .inspect import describe, render
+
+    info = describe(a.ref, store=a.store, plain_http=a.plain_http)
+    if a.json:
+        _print_json(info)
+    else:
+        print(render(info))
+    return 0
+
+
+def cmd_list(a) -> int:
+    from .layout import OCILayout, default_store
+
+    layout = OCILayout(a.store or default_store())
+    rows = []
+    for name, digest in layout.entries() if layout.exists else []:
+        repo, _, tag = name.rpartition(":")
+        if not repo.startswith("pipelines/") or tag.startswith("publish-"):
+            continue
+        pipeline = repo.removeprefix("pipelines/")
+        if a.name and pipeline != a.name:
+            continue
+        rows.append({"pipeline_name": pipeline, "pipeline_version": tag, "digest": digest,
+                     "reference": f"{pipeline}:{tag}"})
+    if a.json:
+        _print_json({"store": str(layout.root), "pipelines": rows})
+    else:
+        for r in rows:
+            print(f"{r['reference']}  {r['digest']}")
+        if not rows:
+            print(f"no pipelines in {layout.root}")
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="packager", description="Build, push and publish ML pipelines for the edge.")
+    p.add_argument("--version", action="version", version=f"packager {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name, func, help_, *, json_=True, store=True, net=False):
+        s = sub.add_parser(name, help=help_, description=help_)
+        s.set_defaults(func=func)
+        if json_:
+            s.add_argument("--json", action="store_true", help="print the result as JSON")
+        if store:
+            s.add_argument("--store", type=Path, default=None,
+                           help="local OCI layout directory (default $JOEY_STORE or ~/.local/share/joey/store)")
+        if net:
+            s.add_argument("--plain-http", action="store_true", help="talk HTTP, not HTTPS, to the registry")
+        return s
+
+    s = verb("validate", cmd_validate, "check a pipeline spec and its models", store=False)
+    s.add_argument("spec")
+    for name, func, help_ in (("build", cmd_build, "build the artifact into the local store"),):
+        s = verb(name, func, help_)
+        s.add_argument("spec")
+        s.add_argument("--source", help="org.opencontainers.image.source (default: git remote)")
+        s.add_argument("--revision", help="org.opencontainers.image.revision (default: git HEAD)")
+    s = verb("push", cmd_push, "push a built pipeline to a registry", net=True)
+    s.add_argument("ref", help="NAME[:VERSION] in the local store, or oci:DIR:REPO:TAG")
+    s.add_argument("--registry", required=True, help="HOST[:PORT]/NAMESPACE")
+    s = verb("publish", cmd_publish, "build, push pipeline and chart, print the publish record", net=True)
+    s.add_argument("spec")
+    s.add_argument("--registry", help="HOST[:PORT]/NAMESPACE (default: the local store)")
+    s.add_argument("--replaces", action="append", default=[], metavar="REF_OR_ID",
+                   help="the publish this one replaces (its commands become `helm upgrade`)")
+    s.add_argument("--created-by", help="who published (default user@host)")
+    s.add_argument("--no-chart", action="store_true", help="skip the Helm chart")
+    s.add_argument("--source", help="org.opencontainers.image.source (default: git remote)")
+    s.add_argument("--revision", help="org.opencontainers.image.revision (default: git HEAD)")
+    s = verb("publishes", cmd_publishes, "list publishes of a pipeline (from the registry or the store)", net=True)
+    s.add_argument("pipeline", nargs="?")
+    s.add_argument("--registry", help="HOST[:PORT]/NAMESPACE (default: the local store)")
+    s = verb("pull", cmd_pull, "pull a pipeline's models and config into a directory, verified", net=True)
+    s.add_argument("ref")
+    s.add_argument("--out", required=True, type=Path)
+    s = verb("inspect", cmd_inspect, "show manifest, config, layers and model signatures", net=True)
+    s.add_argument("ref")
+    s = verb("list", cmd_list, "list pipelines in the local store")
+    s.add_argument("name", nargs="?")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except JoeyError as e:
+        if args.debug:
+            traceback.print_exc()
+        from .errors import SpecError
+
+        print(str(e) if isinstance(e, SpecError) else f"error: {e.one_line()}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: say so in one line, the traceback only on request
+        if args.debug:
+            traceback.print_exc()
+        print(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

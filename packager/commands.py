@@ -1,0 +1,54 @@
+"""The ready-to-paste deployment commands of a publish (jinja2 templates in templates/).
+
+Values are shell-quoted (shlex) or YAML-quoted where they land; `$VARS` are left for the DevOps engineer to set,
+and `notes` says which.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+from functools import lru_cache
+
+import jinja2
+
+from .pipeline_config import EngineConfig
+from .quantity import docker_memory
+
+NOTES = {
+    "docker_run": "Set EDGE_PORT, OCI_USERNAME, OCI_PASSWORD{persist} before running.",
+    "podman_run": "Set EDGE_PORT, OCI_USERNAME, OCI_PASSWORD{persist} before running.",
+    "compose": "Save as compose.yaml; set OCI_USERNAME, OCI_PASSWORD (and EDGE_PORT{persist}); "
+               "then `docker compose up -d`.",
+    "helm_install": "Set HELM_INSTALL_NAME, HELM_INSTALL_NAMESPACE, OCI_USERNAME, OCI_PASSWORD; "
+                    "run `helm registry login` first for a private registry.",
+}
+
+
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("packager", "templates"), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=False, autoescape=False)
+    env.filters["q"] = lambda v: shlex.quote(str(v))
+    # A JSON string is a valid YAML scalar; `$$` because compose interpolates `$`.
+    env.filters["yq"] = lambda v: json.dumps(str(v)).replace("$", "$$")
+    return env
+
+
+def render_commands(*, pipeline_url: str, engine_url: str, engine: EngineConfig, oci_registry: str,
+                    chart: str | None, chart_version: str | None, edge_bundle: str | None = None,
+                    upgrade: bool = False) -> dict[str, str]:
+    """docker_run, podman_run, compose, helm_install (when a chart was pushed) and their notes."""
+    ctx = dict(pipeline_url=pipeline_url, engine_url=engine_url, cpus=engine.cpus, gpus=engine.gpus,
+               docker_memory=docker_memory(engine.memory), oci_registry=oci_registry, edge_bundle=edge_bundle,
+               chart=chart, chart_version=chart_version, upgrade=upgrade)
+    env = _env()
+    out = {
+        "docker_run": env.get_template("docker_run.j2").render(ctx).strip(),
+        "podman_run": env.get_template("podman_run.j2").render(ctx).strip(),
+        "compose": env.get_template("compose.yaml.j2").render(ctx).strip() + "\n",
+    }
+    if chart and chart_version:
+        out["helm_install"] = env.get_template("helm_install.j2").render(ctx).strip()
+    persist = ", PERSISTENT_VOLUME_DIR" if edge_bundle else ""
+    out["notes"] = {k: v.format(persist=persist) for k, v in NOTES.items() if k in out}
+    return out

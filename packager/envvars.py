@@ -1,0 +1,25 @@
+"""Every environment variable Joey reads, in one place.
+
+The engine's names are the seeds' contract (Wallaroo edge servers take the same ones).
+"""
+
+# Engine (seeds 001/004)
+PIPELINE_URL = "PIPELINE_URL"
+OCI_REGISTRY = "OCI_REGISTRY"
+OCI_USERNAME = "OCI_USERNAME"
+OCI_PASSWORD = "OCI_PASSWORD"
+CONFIG_CPUS = "CONFIG_CPUS"
+DEBUG = "DEBUG"
+EDGE_BUNDLE = "EDGE_BUNDLE"
+LOCAL_INFERENCE_STORAGE = "LOCAL_INFERENCE_STORAGE"
+PLATEAU_PAGE_SIZE = "PLATEAU_PAGE_SIZE"
+
+# Joey's own
+STORE = "JOEY_STORE"                # packager: the local OCI image layout directory
+CHART_DIR = "JOEY_CHART_DIR"        # packager: the engine chart source (default: the repo's charts/engine)
+ENGINE_IMAGE = "JOEY_ENGINE_IMAGE"  # packager: engine image when the spec names none
+OPS_URL = "JOEY_OPS_URL"            # packager/engine: the Ops center
+OPS_TOKEN = "JOEY_OPS_TOKEN"        # packager/ops: the Ops admin bearer token
+PERSIST_DIR = "JOEY_PERSIST_DIR"    # engine: the persistent directory (default /persist)
+MAX_BODY = "JOEY_MAX_BODY"          # engine: request body limit
+SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"  # reproducible-builds.org: the `created` timestamp

@@ -1,0 +1,262 @@
+"""Publish: build the artifact, push it, push its chart, and produce the publish record with its commands.
+
+Targets: any OCI registry (`--registry HOST[:PORT]/NAMESPACE`), or the embedded OCI image layout when no registry
+is given. The record is stored beside the pipeline as an OCI artifact tagged `publish-<version>` (subject: the
+pipeline manifest), so `packager publishes` works from the registry alone when no Ops center is configured.
+"""
+from __future__ import annotations
+
+import getpass
+import io
+import json
+import os
+import socket
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from . import __version__, envvars, mediatypes
+from . import record as rec
+from .artifact import build_artifact
+from .build import ArtifactSource
+from .commands import render_commands
+from .descriptor import Descriptor, Manifest, manifest_bytes
+from .errors import JoeyError, NotFound
+from .layout import OCILayout, default_store
+from .reference import Ref, chart_repository, parse, pipeline_repository, registry_target
+from .registry import Registry
+from .spec import load_spec
+from .transfer import Target, copy, open_target
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a publish goes: a registry HOST/NAMESPACE, or the local layout."""
+
+    target: Target
+    host: str | None
+    namespace: str
+    layout: Path | None
+    plain_http: bool = False
+
+    def pipeline_repo(self, name: str) -> str:
+        return pipeline_repository(self.namespace, name) if self.host else f"pipelines/{name}"
+
+    def url(self, repository: str, tag: str) -> str:
+        return f"{self.host}/{repository}:{tag}" if self.host else f"oci:{self.layout}:{repository}:{tag}"
+
+
+def destination(registry: str | None, *, store: Path | None = None, plain_http: bool = False,
+                username: str | None = None, password: str | None = None) -> Destination:
+    if registry:
+        host, ns = registry_target(registry)
+        return Destination(Registry(host, plain_http=plain_http, username=username, password=password), host, ns,
+                           None, plain_http)
+    layout = OCILayout(store or default_store()).init()
+    return Destination(layout, None, "", layout.root)
+
+
+def default_engine_image(dest: Destination, spec_image: str | None) -> str:
+    """spec engine.image, else $JOEY_ENGINE_IMAGE, else REGISTRY/NS/engines/joey-engine:<packager version>."""
+    if spec_image:
+        return spec_image
+    if env := os.environ.get(envvars.ENGINE_IMAGE):
+        return env
+    if dest.host:
+        prefix = f"{dest.host}/{dest.namespace}" if dest.namespace else dest.host
+        return f"{prefix}/engines/joey-engine:{__version__}"
+    return f"localhost/joey-engine:{__version__}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def publish(spec_path: str | Path, *, registry: str | None = None, store: Path | None = None,
+            plain_http: bool = False, username: str | None = None, password: str | None = None,
+            replaces: list[str] | None = None, created_by: str | None = None, with_chart: bool = True,
+            source: str | None = None, revision: str | None = None) -> dict:
+    """Build, push pipeline + chart, store and return the publish record."""
+    loaded = load_spec(spec_path)
+    artifact = build_artifact(loaded, source=source, revision=revision)
+    cfg = artifact.config
+    dest = destination(registry, store=store, plain_http=plain_http, username=username, password=password)
+    repo = dest.pipeline_repo(cfg.name)
+    src = ArtifactSource(artifact)
+    copy(src, src.repository, cfg.version, dest.target, repo, cfg.version)
+    pipeline_url = dest.url(repo, cfg.version)
+    engine_url = default_engine_image(dest, loaded.engine_image)
+    replaced = [find_publish(r, dest) for r in (replaces or [])]
+
+    helm = None
+    if with_chart:
+        helm = _publish_chart(dest, cfg.name, cfg.version, pipeline_url, engine_url, cfg.engine,
+                              username=username, password=password)
+    now = _now()
+    record = rec.ordered({
+        "id": None,
+        "pipeline_name": cfg.name,
+        "pipeline_version": cfg.version,
+        "status": "Published",
+        "workspace_name": cfg.workspace,
+        "engine_url": engine_url,
+        "pipeline_url": pipeline_url,
+        "pipeline_digest": artifact.digest,
+        "helm": helm,
+        "engine_config": cfg.engine.to_json(),
+        "docker_run_variables": {"PIPELINE_URL": pipeline_url},
+        "user_images": [],
+        "created_by": created_by or _who(),
+        "created_at": now,
+        "updated_at": now,
+        "replaces": [_replaced_entry(r) for r in replaced],
+        "error": None,
+    })
+    record["commands"] = commands_for(record, upgrade=bool(replaced))
+    store_record(dest, repo, record, Manifest.parse(artifact.manifest, pipeline_url).descriptor)
+    return record
+
+
+def commands_for(record: dict, *, edge_bundle: str | None = None, upgrade: bool = False) -> dict:
+    from .pipeline_config import EngineConfig
+
+    helm = record.get("helm") or {}
+    host = record["pipeline_url"].split("/", 1)[0] if not record["pipeline_url"].startswith("oci:") else ""
+    return render_commands(pipeline_url=record["pipeline_url"], engine_url=record["engine_url"],
+                           engine=EngineConfig.from_json(record["engine_config"]), oci_registry=host,
+                           chart=helm.get("chart"), chart_version=helm.get("version"), edge_bundle=edge_bundle,
+                           upgrade=upgrade)
+
+
+def _who() -> str:
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _replaced_entry(record: dict) -> dict:
+    return {k: record.get(k) for k in ("id", "pipeline_name", "pipeline_version", "pipeline_url", "pipeline_digest")} \
+        | {"helm_version": (record.get("helm") or {}).get("version")}
+
+
+# ---------------------------------------------------------------- records
+
+def store_record(dest: Destination, repo: str, record: dict, subject: Descriptor) -> None:
+    manifest, blob, layer = rec.record_artifact(record, subject)
+    empty = Descriptor.for_bytes(mediatypes.OCI_EMPTY, b"{}")
+    for desc, data in ((empty, b"{}"), (layer, blob)):
+        dest.target.write_blob(repo, desc, io.BytesIO(data))
+    dest.target.write_manifest(repo, rec.record_tag(record["pipeline_version"]), manifest, mediatypes.OCI_MANIFEST)
+
+
+def read_record(target: Target, repo: str, tag: str) -> dict:
+    raw, _, _ = target.resolve(repo, tag)
+    m = Manifest.parse(raw, f"{repo}:{tag}")
+    if not m.layers or m.layers[0].media_type != rec.PUBLISH_RECORD:
+        raise NotFound(f"publish record at {repo}:{tag}")
+    with target.read_blob(repo, m.layers[0].digest) as f:
+        return json.loads(f.read(1 << 20))
+
+
+def list_records(target: Target, repo: str) -> list[dict]:
+    out = [read_record(target, repo, t) for t in target.tags(repo) if t.startswith(rec.TAG_PREFIX)]
+    return sorted(out, key=lambda r: r.get("created_at") or "")
+
+
+def find_publish(ref_or_id: str, dest: Destination) -> dict:
+    """The publish record a --replaces names: a pipeline reference (NAME:VERSION or a full URL)."""
+    ref = parse(ref_or_id)
+    if ref.host:
+        target: Target = Registry(ref.host, plain_http=dest.plain_http)
+        repo = ref.repository
+    elif ref.layout:
+        target, repo = open_target(ref), ref.repository
+    else:
+        target, repo = dest.target, dest.pipeline_repo(ref.repository.removeprefix("pipelines/"))
+    if not ref.tag:
+        records = list_records(target, repo)
+        if not records:
+            raise NotFound(f"a publish of {ref_or_id}")
+        return records[-1]
+    return read_record(target, repo, rec.record_tag(ref.tag))
+
+
+# ---------------------------------------------------------------- charts
+
+def chart_values(pipeline_url: str, engine_url: str, engine, oci_registry: str) -> dict:
+    """The per-publish chart's defaults: this publish's pipeline, engine image and resources."""
+    image = parse_image(engine_url)
+    return {
+        "pipelineUrl": pipeline_url,
+        "image": image,
+        "ociRegistry": {"registry": oci_registry},
+        "engine": {"cpus": engine.cpus, "memory": engine.memory, "gpus": engine.gpus, "arch": engine.arch,
+                   "accel": engine.accel},
+    }
+
+
+def parse_image(image: str) -> dict:
+    """repository/tag/digest of an image reference."""
+    out: dict = {}
+    if "@" in image:
+        image, out["digest"] = image.split("@", 1)
+    last = image.rsplit("/", 1)[-1]
+    if ":" in last:
+        image, out["tag"] = image.rsplit(":", 1)
+    return {"repository": image, **out}
+
+
+def _publish_chart(dest: Destination, name: str, version: str, pipeline_url: str, engine_url: str, engine,
+                   *, username: str | None, password: str | None) -> dict:
+    from . import chart
+
+    values = chart_values(pipeline_url, engine_url, engine, dest.host or "")
+    with tempfile.TemporaryDirectory(prefix="joey-chart-") as tmp:
+        tgz = chart.build_publish_chart(name, version, values, Path(tmp))
+        if dest.host:
+            ref = chart.push_chart(tgz, dest.host, dest.namespace, plain_http=dest.plain_http,
+                                   username=username, password=password)
+            return {"chart": ref.chart, "reference": ref.reference, "version": ref.version, "values": values}
+        return _store_chart_in_layout(dest, tgz, name, values)
+
+
+def _store_chart_in_layout(dest: Destination, tgz: Path, name: str, values: dict) -> dict:
+    """A Helm OCI artifact (Helm's media types) in the local layout, as `helm push` would lay it out."""
+    data = tgz.read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("/Chart.yaml") and m.name.count("/") == 1)
+        meta = yaml.safe_load(tar.extractfile(member).read())
+    config = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
+    cdesc = Descriptor.for_bytes(mediatypes.HELM_CONFIG, config)
+    ldesc = Descriptor.for_bytes(mediatypes.HELM_CHART_CONTENT, data)
+    repo = chart_repository("", name)
+    for desc, blob in ((cdesc, config), (ldesc, data)):
+        dest.target.write_blob(repo, desc, io.BytesIO(blob))
+    manifest = manifest_bytes(cdesc, [ldesc], {"org.opencontainers.image.title": name,
+                                               "org.opencontainers.image.version": meta["version"]})
+    digest = dest.target.write_manifest(repo, meta["version"], manifest, mediatypes.OCI_MANIFEST)
+    return {"chart": f"oci:{dest.layout}:{repo}", "reference": f"oci:{dest.layout}:charts@{digest}",
+            "version": meta["version"], "values": values}
+
+
+def publishes(pipeline: str | None, *, registry: str | None = None, store: Path | None = None,
+              plain_http: bool = False) -> list[dict]:
+    """Publish records from the registry (or the local store): tags + records are the truth without Ops."""
+    dest = destination(registry, store=store, plain_http=plain_http)
+    if pipeline:
+        return list_records(dest.target, dest.pipeline_repo(pipeline))
+    if dest.layout is None:
+        raise JoeyError("listing every pipeline needs the registry catalog; name a pipeline",
+                        hint="packager publishes PIPELINE --registry HOST/NS")
+    names = sorted({n.split(":", 1)[0].removeprefix("pipelines/") for n in OCILayout(dest.layout).ref_names()
+                    if n.startswith("pipelines/")})
+    return [r for n in names for r in list_records(dest.target, dest.pipeline_repo(n))]
+
+
+def pipeline_ref(record: dict) -> Ref:
+    return parse(record["pipeline_url"])
