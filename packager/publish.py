@@ -27,7 +27,7 @@ from .commands import render_commands
 from .descriptor import Descriptor, Manifest, manifest_bytes
 from .errors import JoeyError, NotFound
 from .layout import OCILayout, default_store
-from .reference import Ref, chart_repository, parse, pipeline_repository, registry_target
+from .reference import chart_repository, parse, pipeline_repository, registry_target
 from .registry import Registry
 from .spec import load_spec
 from .transfer import Target, copy, open_target
@@ -91,6 +91,11 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
     pipeline_url = dest.url(repo, cfg.version)
     engine_url = default_engine_image(dest, loaded.engine_image)
     replaced = [find_publish(r, dest) for r in (replaces or [])]
+    if not replaced:
+        previous = _existing_record(dest, repo, cfg.version)
+        if previous and previous.get("pipeline_digest") == artifact.digest and \
+                previous.get("engine_url") == engine_url and bool(previous.get("helm")) == with_chart:
+            return previous  # republishing unchanged content is the same publish: nothing to upload
 
     helm = None
     if with_chart:
@@ -152,6 +157,13 @@ def store_record(dest: Destination, repo: str, record: dict, subject: Descriptor
     for desc, data in ((empty, b"{}"), (layer, blob)):
         dest.target.write_blob(repo, desc, io.BytesIO(data))
     dest.target.write_manifest(repo, rec.record_tag(record["pipeline_version"]), manifest, mediatypes.OCI_MANIFEST)
+
+
+def _existing_record(dest: Destination, repo: str, version: str) -> dict | None:
+    try:
+        return read_record(dest.target, repo, rec.record_tag(version))
+    except NotFound:
+        return None
 
 
 def read_record(target: Target, repo: str, tag: str) -> dict:
@@ -257,6 +269,3 @@ def publishes(pipeline: str | None, *, registry: str | None = None, store: Path 
                     if n.startswith("pipelines/")})
     return [r for n in names for r in list_records(dest.target, dest.pipeline_repo(n))]
 
-
-def pipeline_ref(record: dict) -> Ref:
-    return parse(record["pipeline_url"])

@@ -56,7 +56,7 @@ class Registry:
             self._oras.auth.set_basic_auth(username, password)
             self._basic = base64.b64encode(f"{username}:{password}".encode()).decode()
         else:
-            self._oras.auth.load_configs(f"{host}/x")
+            self._oras.auth.load_configs(self._oras.get_container(f"{host}/x"))
             self._basic = getattr(self._oras.auth, "_basic_auth", None)
         self._challenged = False
 

@@ -1,0 +1,120 @@
+"""Publishing to and pulling from a REAL registry (Debian's docker-registry on loopback)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from packager.errors import DigestMismatch, RegistryError, SizeMismatch
+from packager.publish import publish
+from packager.reference import parse
+from packager.registry import Registry
+from packager.transfer import pull_to_dir
+
+ONE = "name: edge-pipeline\nsteps:\n  - name: ccfraud-mlp\n    model: models/ccfraud-mlp.onnx\n"
+
+
+def _publish(spec, reg, **kw):
+    return publish(spec, registry=f"{reg.host}/demo", plain_http=True, with_chart=False,
+                   username=reg.username, password=reg.password, **kw)
+
+
+def test_publish_then_pull_is_byte_identical(example_models, write_spec, registry, tmp_path):
+    rec = _publish(write_spec(ONE), registry)
+    assert rec["status"] == "Published"
+    assert rec["pipeline_url"] == f"{registry.host}/demo/pipelines/edge-pipeline:{rec['pipeline_version']}"
+    assert rec["docker_run_variables"] == {"PIPELINE_URL": rec["pipeline_url"]}
+    ref = parse(rec["pipeline_url"])
+    pulled = pull_to_dir(Registry(registry.host, plain_http=True), ref.repository, ref.tag, tmp_path / "out")
+    assert pulled.manifest.digest == rec["pipeline_digest"]
+    assert (tmp_path / "out" / "ccfraud-mlp.onnx").read_bytes() == example_models["ccfraud-mlp"].read_bytes()
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["version"] == rec["pipeline_version"]
+
+
+def test_republishing_unchanged_uploads_no_blob(example_models, write_spec, fresh_registry):
+    spec = write_spec(ONE)
+    first = _publish(spec, fresh_registry)
+    posts, puts = fresh_registry.requests_seen("POST"), fresh_registry.requests_seen("PUT", "/blobs/")
+    assert posts >= 2 and puts == posts  # config + model (+ record blobs): one POST and one PUT each
+    again = _publish(spec, fresh_registry)
+    assert again["pipeline_digest"] == first["pipeline_digest"]
+    assert fresh_registry.requests_seen("POST") == posts
+    assert fresh_registry.requests_seen("PUT", "/blobs/") == puts
+
+
+def test_wrong_credentials_give_a_clear_error(example_models, write_spec, auth_registry):
+    spec = write_spec(ONE)
+    with pytest.raises(RegistryError) as e:
+        publish(spec, registry=f"{auth_registry.host}/demo", plain_http=True, with_chart=False,
+                username="joey", password="wrong")
+    assert e.value.status == 401 and "OCI_USERNAME/OCI_PASSWORD" in e.value.one_line()
+    ok = publish(spec, registry=f"{auth_registry.host}/demo", plain_http=True, with_chart=False,
+                 username="joey", password="s3cret!")
+    assert ok["status"] == "Published"
+
+
+def test_cli_wrong_credentials_one_line_and_exit_code(example_models, write_spec, auth_registry):
+    env_extra = {"OCI_USERNAME": "joey", "OCI_PASSWORD": "nope"}
+    out = _cli(["publish", str(write_spec(ONE)), "--registry", f"{auth_registry.host}/demo", "--plain-http",
+                "--no-chart", "--json"], env_extra)
+    assert out.returncode == 4
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "registry said 401" in lines[0] and "check OCI_USERNAME/OCI_PASSWORD" in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_corrupted_blob_fails_pull_and_leaves_nothing(example_models, write_spec, fresh_registry, tmp_path, damage):
+    rec = _publish(write_spec(ONE), fresh_registry)
+    layer = _layer_digest(fresh_registry, rec)
+    blob = fresh_registry.blob_file(layer)
+    data = bytearray(blob.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0x01
+    else:
+        data = data[:-10]
+    blob.write_bytes(bytes(data))
+    ref = parse(rec["pipeline_url"])
+    out = tmp_path / "out"
+    with pytest.raises(DigestMismatch if damage == "flip" else SizeMismatch):
+        pull_to_dir(Registry(fresh_registry.host, plain_http=True), ref.repository, ref.tag, out)
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_cli_pull_digest_error_exit_code(example_models, write_spec, fresh_registry, tmp_path):
+    rec = _publish(write_spec(ONE), fresh_registry)
+    blob = fresh_registry.blob_file(_layer_digest(fresh_registry, rec))
+    data = bytearray(blob.read_bytes())
+    data[5] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    out = _cli(["pull", rec["pipeline_url"], "--out", str(tmp_path / "o"), "--plain-http"])
+    assert out.returncode == 5 and "digest mismatch" in out.stderr
+    assert list((tmp_path / "o").glob("**/*")) == [] if (tmp_path / "o").exists() else True
+
+
+def test_push_from_the_store_then_inspect(example_models, write_spec, registry):
+    spec = write_spec(ONE)
+    built = json.loads(_cli(["build", str(spec), "--json"]).stdout)
+    pushed = json.loads(_cli(["push", f"edge-pipeline:{built['pipeline_version']}", "--registry",
+                              f"{registry.host}/pushed", "--plain-http", "--json"]).stdout)
+    assert pushed["digest"] == built["digest"]
+    info = json.loads(_cli(["inspect", pushed["reference"], "--plain-http", "--json"]).stdout)
+    assert info["digest"] == built["digest"]
+    assert info["pipeline"]["steps"][0]["inputs"][0] == {"name": "dense_input", "type": "float32",
+                                                         "shape": ["batch", 29]}
+
+
+def _layer_digest(reg, rec) -> str:
+    ref = parse(rec["pipeline_url"])
+    raw, _, _ = Registry(reg.host, plain_http=True).resolve(ref.repository, ref.tag)
+    return json.loads(raw)["layers"][0]["digest"]
+
+
+def _cli(args, env_extra=None):
+    import os
+
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "packager.cli", *args], capture_output=True, text=True, env=env)
