@@ -1,16 +1,28 @@
-"""Model inspection: what an ONNX file takes and gives, checked with onnx's own checker."""
+"""Model inspection: what an ONNX file takes and gives, checked with onnx's own checker.
+
+Models can be large, so the file is read once: its sha256 runs on another core while onnx's C++ checker
+parses the same bytes, and the signature is read by a wire-format scan that skips initializer payloads instead
+of parsing them into Python. Results are cached by the file's identity (path, size, mtime, ctime, inode), so a
+republish of unchanged models inspects nothing.
+"""
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import onnx
 from onnx import helper
 
 from .errors import ModelError
+from .fsutil import write_atomic
 from .pipeline_config import ModelInfo, TensorSig
 
 _CHUNK = 4 * 2**20
+_IN_MEMORY_LIMIT = 2**31 - 1  # protobuf's own limit; larger models are checked by path
+_CACHE_VERSION = 1
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
@@ -39,19 +51,135 @@ def _sig(value: onnx.ValueInfoProto) -> TensorSig:
     return TensorSig(value.name, dtype, shape)
 
 
+# ---------------------------------------------------------------- protobuf wire scan
+
+def _varint(buf: memoryview, i: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, i
+        shift += 7
+
+
+def _fields(buf: memoryview):
+    """(field number, wire type, value or slice) for each field of one message, payloads not copied."""
+    i, n = 0, len(buf)
+    while i < n:
+        key, i = _varint(buf, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(buf, i)
+        elif wire == 2:
+            length, i = _varint(buf, i)
+            value = buf[i:i + length]
+            i += length
+        elif wire == 1:
+            value, i = buf[i:i + 8], i + 8
+        elif wire == 5:
+            value, i = buf[i:i + 4], i + 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        yield field, wire, value
+
+
+# ModelProto.graph = 7; GraphProto.initializer = 5, sparse_initializer = 15; TensorProto.name = 8;
+# SparseTensorProto.values = 1 (a TensorProto).
+def _light_model(data: bytes) -> tuple[onnx.ModelProto, set[str]]:
+    """The model without initializer payloads, and the initializer names (to tell weights from inputs)."""
+    out = bytearray()
+    names: set[str] = set()
+    for field, wire, value in _fields(memoryview(data)):
+        if field == 7 and wire == 2:
+            graph = bytearray()
+            for gf, gw, gv in _fields(value):
+                if gf in (5, 15) and gw == 2:
+                    tensor = gv if gf == 5 else next((v for f, w, v in _fields(gv) if f == 1 and w == 2), gv)
+                    for tf, tw, tv in _fields(tensor):
+                        if tf == 8 and tw == 2:
+                            names.add(bytes(tv).decode("utf-8", "replace"))
+                    continue
+                graph += _encode(gf, gw, gv)
+            out += _encode(7, 2, graph)
+        else:
+            out += _encode(field, wire, value)
+    model = onnx.ModelProto()
+    model.ParseFromString(bytes(out))
+    return model, names
+
+
+def _encode(field: int, wire: int, value) -> bytes:
+    def varint(v: int) -> bytes:
+        b = bytearray()
+        while True:
+            x = v & 0x7F
+            v >>= 7
+            b.append(x | (0x80 if v else 0))
+            if not v:
+                return bytes(b)
+    key = varint((field << 3) | wire)
+    if wire == 0:
+        return key + varint(value)
+    if wire == 2:
+        return key + varint(len(value)) + bytes(value)
+    return key + bytes(value)
+
+
+# ---------------------------------------------------------------- inspection
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "joey" / "inspect"
+
+
+def _cache_key(path: Path) -> str:
+    st = path.stat()
+    ident = f"{_CACHE_VERSION}:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+    return hashlib.sha256(ident.encode()).hexdigest()
+
+
 def inspect_model(path: Path, display: str | None = None) -> ModelInfo:
     """Check and describe an ONNX model file. Raises ModelError naming `display` (the spec's path)."""
     shown = display or str(path)
     try:
-        onnx.checker.check_model(str(path))
-        model = onnx.load(str(path), load_external_data=False)
+        key = _cache_key(path)
+    except FileNotFoundError:
+        raise ModelError(shown, "file not found") from None
+    cached = _cache_dir() / f"{key}.json"
+    try:
+        return _info_from_json(json.loads(cached.read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    info = _inspect(path, shown)
+    try:
+        write_atomic(cached, json.dumps(_info_to_json(info)).encode())
+    except OSError:
+        pass  # a cache we cannot write only costs time
+    return info
+
+
+def _inspect(path: Path, shown: str) -> ModelInfo:
+    size = path.stat().st_size
+    try:
+        if size > _IN_MEMORY_LIMIT:
+            sha, _ = sha256_file(path)
+            onnx.checker.check_model(str(path))
+            model = onnx.load(str(path), load_external_data=False)
+            initializers = {i.name for i in model.graph.initializer}
+        else:
+            data = path.read_bytes()
+            with ThreadPoolExecutor(1) as pool:
+                sha_future = pool.submit(lambda: hashlib.sha256(data).hexdigest())
+                onnx.checker.check_model(data)
+                model, initializers = _light_model(data)
+                sha = sha_future.result()
     except FileNotFoundError:
         raise ModelError(shown, "file not found") from None
     except Exception as e:  # onnx raises several unrelated types for a bad file
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(shown, f"not a valid ONNX model ({first})") from None
-    initializers = {i.name for i in model.graph.initializer}
-    sha, size = sha256_file(path)
     return ModelInfo(
         sha256=sha,
         size=size,
@@ -60,3 +188,13 @@ def inspect_model(path: Path, display: str | None = None) -> ModelInfo:
         opset={(o.domain or "ai.onnx"): o.version for o in model.opset_import},
         producer=" ".join(p for p in (model.producer_name, model.producer_version) if p),
     )
+
+
+def _info_to_json(info: ModelInfo) -> dict:
+    return {"sha256": info.sha256, "size": info.size, "inputs": [s.to_json() for s in info.inputs],
+            "outputs": [s.to_json() for s in info.outputs], "opset": info.opset, "producer": info.producer}
+
+
+def _info_from_json(d: dict) -> ModelInfo:
+    return ModelInfo(d["sha256"], int(d["size"]), tuple(TensorSig.from_json(s) for s in d["inputs"]),
+                     tuple(TensorSig.from_json(s) for s in d["outputs"]), dict(d["opset"]), d["producer"])

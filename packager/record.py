@@ -46,7 +46,7 @@ def table(record: dict) -> str:
         t.add_row(key, _cell(value))
     console = Console(width=160, record=True, file=open("/dev/null", "w"))
     console.print(t)
-    text = console.export_text()
+    text = "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
     commands = record.get("commands") or {}
     for name in ("docker_run", "podman_run", "helm_install", "compose"):
         if name in commands:
@@ -59,5 +59,5 @@ def _cell(value: Any) -> str:
     if value is None:
         return "None"
     if isinstance(value, (dict, list)):
-        return json.dumps(value, indent=1) if value else ("{}" if isinstance(value, dict) else "[]")
+        return json.dumps(value)
     return str(value)
