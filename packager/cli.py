@@ -159,6 +159,34 @@ def cmd_list(a) -> int:
     return 0
 
 
+def cmd_export(a) -> int:
+    from .airgap import export_publish
+
+    ex = export_publish(a.publish, a.out, store=a.store, plain_http=a.plain_http)
+    out = {"out": str(ex.path), "refs": ex.refs, "skipped": ex.skipped}
+    if a.json:
+        _print_json(out)
+    else:
+        for name, digest in ex.refs.items():
+            print(f"{name}  {digest}")
+        for what, why in ex.skipped.items():
+            print(f"skipped {what}: {why}", file=sys.stderr)
+        print(f"wrote {ex.path}")
+    return 0
+
+
+def cmd_import(a) -> int:
+    from .airgap import import_bundle
+
+    refs = import_bundle(a.file, a.registry, plain_http=a.plain_http)
+    if a.json:
+        _print_json({"refs": refs})
+    else:
+        for name, digest in refs.items():
+            print(f"{name}  {digest}")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 def parser() -> argparse.ArgumentParser:
@@ -206,6 +234,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, type=Path)
     s = verb("inspect", cmd_inspect, "show manifest, config, layers and model signatures", net=True)
     s.add_argument("ref")
+    s = verb("export", cmd_export, "write a publish (pipeline, record, chart, engine image) to one OCI-layout tar",
+             net=True)
+    s.add_argument("publish", metavar="PUBLISH", help="the publish's pipeline reference (NAME:VERSION or a URL)")
+    s.add_argument("--out", required=True, type=Path)
+    s = verb("import", cmd_import, "push an exported tar into a registry, digests unchanged", net=True, store=False)
+    s.add_argument("file", type=Path)
+    s.add_argument("--registry", required=True, help="HOST[:PORT]/NAMESPACE")
     s = verb("list", cmd_list, "list pipelines in the local store")
     s.add_argument("name", nargs="?")
     return p

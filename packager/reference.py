@@ -77,15 +77,15 @@ def _split(ref: str, rest: str) -> tuple[str, str | None, str | None]:
 def parse(ref: str, *, local_repository_prefix: str = "pipelines/") -> Ref:
     """Parse any of the three forms. A bare NAME is the local store's `pipelines/NAME`."""
     ref = ref.strip()
-    if ref.startswith("oci:"):
+    if ref.startswith(("oci://", "docker://")):
+        ref = ref.split("://", 1)[1]
+    elif ref.startswith("oci:"):
         body = ref[4:]
         if ":" not in body:
             return Ref(repository="", layout=Path(body)) if body else _bad(ref)
         path, rest = body.split(":", 1)
         repo, tag, digest = _split(ref, rest)
         return Ref(repository=repo, tag=tag, digest=digest, layout=Path(path))
-    if ref.startswith(("oci://", "docker://")):
-        ref = ref.split("://", 1)[1]
     first, _, remainder = ref.partition("/")
     if remainder and _HOST.match(first):
         repo, tag, digest = _split(ref, remainder)
