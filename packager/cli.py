@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import JoeyError
+from .errors import NotFound as NotFoundError
 
 
 def _print_json(obj) -> None:
@@ -83,7 +84,8 @@ def cmd_publish(a) -> int:
     from .publish import publish
 
     r = publish(a.spec, registry=a.registry, store=a.store, plain_http=a.plain_http, replaces=a.replaces,
-                created_by=a.created_by, with_chart=not a.no_chart, source=a.source, revision=a.revision)
+                created_by=a.created_by, with_chart=not a.no_chart, source=a.source, revision=a.revision,
+                ops=_ops(a, required=False))
     if a.json:
         _print_json(r)
     else:
@@ -187,6 +189,92 @@ def cmd_import(a) -> int:
     return 0
 
 
+def _ops(a, *, required: bool = True):
+    """An OpsClient from --ops/--ops-token or JOEY_OPS_URL/JOEY_OPS_TOKEN; None when not configured and optional."""
+    import os
+
+    from . import envvars
+
+    url = getattr(a, "ops", None) or os.environ.get(envvars.OPS_URL)
+    if not url and not required:
+        return None
+    from ops.client import OpsClient
+
+    return OpsClient(url, os.environ.get(envvars.OPS_TOKEN))
+
+
+def _publish_id(client, publish: str) -> int:
+    """An Ops publish id, or the id of the newest publish of a pipeline reference NAME[:VERSION]."""
+    if publish.isdigit():
+        return int(publish)
+    from .reference import parse
+
+    ref = parse(publish)
+    name = ref.repository.rsplit("/", 1)[-1]
+    pubs = client.list_publishes(name)["publishes"]
+    if ref.tag:
+        pubs = [p for p in pubs if p["pipeline_version"] == ref.tag]
+    if not pubs:
+        raise NotFoundError(f"publish {publish!r} in the Ops center", hint="`packager publishes` lists them")
+    return max(pubs, key=lambda p: p["id"])["id"]
+
+
+def cmd_edge_add(a) -> int:
+    from .publish import commands_for
+
+    with _ops(a) as client:
+        pub = client.add_edge(_publish_id(client, a.publish), a.name, a.tag)
+    bundle = pub["docker_run_variables"]["EDGE_BUNDLE"]
+    pub["commands"] = commands_for(pub, edge_bundle=bundle, upgrade=bool(pub.get("replaces")))
+    if a.json:
+        _print_json(pub)
+    else:
+        print(f"edge {a.name} added to publish {pub['id']} ({pub['pipeline_name']} {pub['pipeline_version']})")
+        print(f"EDGE_BUNDLE={bundle}\n")
+        for name in ("docker_run", "helm_install"):
+            if name in pub["commands"]:
+                print(f"# {name} — {pub['commands']['notes'][name]}\n{pub['commands'][name]}\n")
+    return 0
+
+
+def cmd_edge_remove(a) -> int:
+    with _ops(a) as client:
+        client.remove_edge(a.name)
+    if a.json:
+        _print_json({"removed": a.name})
+    else:
+        print(f"edge {a.name} removed; its credential is revoked")
+    return 0
+
+
+def cmd_edge_list(a) -> int:
+    with _ops(a) as client:
+        edges = client.list_edges(a.pipeline)
+    if a.json:
+        _print_json({"edges": edges})
+    else:
+        for e in edges:
+            print(f"{e['name']}  {e.get('pipeline_version')}  {e.get('spiffe_id')}  tags={e.get('tags')}")
+        if not edges:
+            print("no edges")
+    return 0
+
+
+def cmd_logs_export(a) -> int:
+    from ops.export import export_logs
+
+    dataset = [d for d in a.dataset.split(",") if d] if a.dataset else None
+    with _ops(a) as client:
+        files = export_logs(client, a.pipeline, Path(a.dir), file_prefix=a.prefix, limit=a.limit,
+                            partition=a.partition, dataset=dataset)
+    if a.json:
+        _print_json({"files": [str(f) for f in files]})
+    else:
+        for f in files:
+            print(f)
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 def parser() -> argparse.ArgumentParser:
@@ -226,6 +314,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--no-chart", action="store_true", help="skip the Helm chart")
     s.add_argument("--source", help="org.opencontainers.image.source (default: git remote)")
     s.add_argument("--revision", help="org.opencontainers.image.revision (default: git HEAD)")
+    s.add_argument("--ops", help="record the publish in this Ops center (default $JOEY_OPS_URL; token from "
+                                 "$JOEY_OPS_TOKEN)")
     s = verb("publishes", cmd_publishes, "list publishes of a pipeline (from the registry or the store)", net=True)
     s.add_argument("pipeline", nargs="?")
     s.add_argument("--registry", help="HOST[:PORT]/NAMESPACE (default: the local store)")
@@ -243,6 +333,36 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--registry", required=True, help="HOST[:PORT]/NAMESPACE")
     s = verb("list", cmd_list, "list pipelines in the local store")
     s.add_argument("name", nargs="?")
+
+    edge = sub.add_parser("edge", help="edges of a publish (Ops center)").add_subparsers(dest="edge_verb",
+                                                                                        required=True)
+    ops_help = "the Ops center URL (default $JOEY_OPS_URL; admin token from $JOEY_OPS_TOKEN)"
+
+    def ops_verb(parent, name, func, help_):
+        s = parent.add_parser(name, help=help_, description=help_)
+        s.set_defaults(func=func)
+        s.add_argument("--json", action="store_true", help="print the result as JSON")
+        s.add_argument("--ops", help=ops_help)
+        return s
+
+    s = ops_verb(edge, "add", cmd_edge_add, "add an edge to a publish: prints its EDGE_BUNDLE and commands")
+    s.add_argument("publish", metavar="PUBLISH", help="Ops publish id, or NAME[:VERSION] (its newest publish)")
+    s.add_argument("name", help="edge name (DNS-1123, unique)")
+    s.add_argument("--tag", action="append", default=[], help="a tag for the edge (repeatable)")
+    s = ops_verb(edge, "remove", cmd_edge_remove, "remove an edge; its credential is revoked at once")
+    s.add_argument("name")
+    s = ops_verb(edge, "list", cmd_edge_list, "list edges")
+    s.add_argument("pipeline", nargs="?")
+
+    logs = sub.add_parser("logs", help="inference logs collected by the Ops center").add_subparsers(
+        dest="logs_verb", required=True)
+    s = ops_verb(logs, "export", cmd_logs_export, "export a pipeline's logs as JSON-lines files P-1.json, ...")
+    s.add_argument("--pipeline", required=True)
+    s.add_argument("--partition", help="only this edge's records")
+    s.add_argument("--limit", type=int)
+    s.add_argument("--dataset", help="comma-separated top-level keys to keep, e.g. time,out,metadata")
+    s.add_argument("--dir", required=True)
+    s.add_argument("--prefix", help="file prefix (default: the pipeline name)")
     return p
 
 

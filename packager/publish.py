@@ -79,8 +79,12 @@ def _now() -> str:
 def publish(spec_path: str | Path, *, registry: str | None = None, store: Path | None = None,
             plain_http: bool = False, username: str | None = None, password: str | None = None,
             replaces: list[str] | None = None, created_by: str | None = None, with_chart: bool = True,
-            source: str | None = None, revision: str | None = None) -> dict:
-    """Build, push pipeline + chart, store and return the publish record."""
+            source: str | None = None, revision: str | None = None, ops=None) -> dict:
+    """Build, push pipeline + chart, store and return the publish record.
+
+    With `ops` (an ops.client.OpsClient) the publish is also recorded in the Ops center, which assigns its `id`
+    and moves the edges of replaced publishes to it; the record stored beside the pipeline then carries that id.
+    """
     loaded = load_spec(spec_path)
     artifact = build_artifact(loaded, source=source, revision=revision)
     cfg = artifact.config
@@ -90,7 +94,7 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
     copy(src, src.repository, cfg.version, dest.target, repo, cfg.version)
     pipeline_url = dest.url(repo, cfg.version)
     engine_url = default_engine_image(dest, loaded.engine_image)
-    replaced = [find_publish(r, dest) for r in (replaces or [])]
+    replaced = [_replaced(r, dest, ops) for r in (replaces or [])]
     if not replaced:
         previous = _existing_record(dest, repo, cfg.version)
         if previous and previous.get("pipeline_digest") == artifact.digest and \
@@ -122,6 +126,10 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
         "error": None,
     })
     record["commands"] = commands_for(record, upgrade=bool(replaced))
+    if ops is not None:
+        answer = ops.publish({**record, "replaces": [r["id"] or r["pipeline_url"] for r in record["replaces"]]})
+        record.update(id=answer["id"], status=answer["status"], created_at=answer["created_at"],
+                      updated_at=answer["updated_at"])
     store_record(dest, repo, record, Manifest.parse(artifact.manifest, pipeline_url).descriptor)
     return record
 
@@ -142,6 +150,13 @@ def _who() -> str:
         return f"{getpass.getuser()}@{socket.gethostname()}"
     except (KeyError, OSError):
         return "unknown"
+
+
+def _replaced(ref_or_id: str, dest: Destination, ops) -> dict:
+    """A --replaces argument: an Ops publish id (with Ops), else a pipeline reference."""
+    if ops is not None and str(ref_or_id).isdigit():
+        return ops.get_publish_status(int(ref_or_id))
+    return find_publish(ref_or_id, dest)
 
 
 def _replaced_entry(record: dict) -> dict:
