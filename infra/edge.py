@@ -1,0 +1,25 @@
+"""EdgeArgs: what every edge location runs, whichever component runs it (EdgeSite or DockerEdge)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import pulumi
+
+from packager.pipeline_config import EngineConfig
+
+from .ops_edge import BundleSource
+
+
+@dataclass(frozen=True)
+class EdgeArgs:
+    edge_name: str
+    pipeline_url: str
+    engine: EngineConfig                         # the publish's engine config
+    image: pulumi.Input[str]                     # engine image, REPOSITORY@sha256:...
+    registry_host: str
+    registry_username: str
+    registry_password: pulumi.Output[str]        # secret
+    bundle: BundleSource                         # EDGE_BUNDLE: given (secret), from Ops, or none
+    ops_url: str
+    after: Sequence[pulumi.Resource] = ()        # what enrolling with Ops waits for: the stack's own Ops center
