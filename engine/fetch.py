@@ -1,0 +1,220 @@
+"""Fetching the pipeline artifact named by PIPELINE_URL into the persistent cache, verified.
+
+The cache is PERSIST/pipelines/<manifest digest hex>/ (manifest.json, config.json, one file per model). A pull
+goes to a temp directory beside it and is renamed into place only once every blob matched its size and sha256,
+and `current` (rewritten atomically) names the last pipeline that was fetched whole. When the registry cannot
+be reached at start, the engine serves that one instead and says so.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+import urllib3
+
+from packager import annotations as ann
+from packager.descriptor import Manifest, digest_of
+from packager.errors import BadArtifact, JoeyError, RegistryError, RegistryUnreachable
+from packager.fsutil import safe_join, write_atomic
+from packager.pipeline_config import PipelineConfig
+from packager.transfer import is_pipeline, open_target, pull_to_dir, read_config
+from packager.verify import copy_verified
+
+from .settings import Settings
+
+log = logging.getLogger("engine")
+
+@dataclass(frozen=True)
+class Fetched:
+    config: PipelineConfig
+    directory: Path
+    digest: str          # the manifest's
+    from_cache: bool     # served from the cache because the registry could not be reached
+
+
+def is_transient(e: BaseException) -> bool:
+    """Errors worth retrying (and falling back to the cache for): the registry is away, not wrong."""
+    if isinstance(e, RegistryUnreachable):
+        return True
+    if isinstance(e, RegistryError):
+        return e.status >= 500 or e.status == 429
+    return isinstance(e, (requests.exceptions.RequestException, urllib3.exceptions.HTTPError))
+
+
+class PipelineCache:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def directory(self, digest: str) -> Path:
+        return self.root / digest.removeprefix("sha256:")
+
+    def has(self, digest: str) -> bool:
+        return (self.directory(digest) / "manifest.json").is_file()
+
+    def current(self) -> dict | None:
+        """{"digest", "pipeline_url", "fetched_at"} of the last pipeline fetched whole, if it is still here."""
+        try:
+            entry = json.loads((self.root / "current").read_text())
+        except (OSError, ValueError):
+            return None
+        return entry if isinstance(entry, dict) and self.has(str(entry.get("digest", ""))) else None
+
+    def load(self, digest: str) -> PipelineConfig:
+        """The cached pipeline's config, after checking every cached file against the manifest again (the
+        volume outlives the process, and anything may have happened to it since the pull)."""
+        directory = self.directory(digest)
+        where = str(directory)
+        try:
+            raw = (directory / "manifest.json").read_bytes()
+            if digest_of(raw) != digest:
+                raise BadArtifact(where, "cached manifest.json does not match its digest")
+            manifest = Manifest.parse(raw, where)
+            config_bytes = (directory / "config.json").read_bytes()
+            copy_verified(io.BytesIO(config_bytes), None, manifest.config, f"{where}/config.json")
+            for layer in manifest.layers:
+                path = safe_join(directory, layer.annotations.get(ann.TITLE, ""))
+                with open(path, "rb") as f:
+                    copy_verified(f, None, layer, str(path))
+        except OSError as e:
+            raise BadArtifact(where, f"cached file unreadable: {e}") from None
+        config = _parse_config(config_bytes, where)
+        _check_layers(config, manifest, where)
+        return config
+
+    def install(self, pulled: Path, digest: str, pipeline_url: str) -> Path:
+        """Move a verified pull into place and make it current."""
+        final = self.directory(digest)
+        if final.exists():
+            shutil.rmtree(pulled)
+        else:
+            os.replace(pulled, final)
+        self.set_current(digest, pipeline_url)
+        return final
+
+    def set_current(self, digest: str, pipeline_url: str) -> None:
+        previous = self.current()
+        write_atomic(self.root / "current", json.dumps(
+            {"digest": digest, "pipeline_url": pipeline_url,
+             "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode())
+        # Keep this pipeline and the one it replaces; drop older ones and pulls a crash left half-done.
+        keep = {self.directory(digest).name, f".tmp-{digest.removeprefix('sha256:')}-{os.getpid()}"}
+        if previous:
+            keep.add(self.directory(previous["digest"]).name)
+        for child in self.root.iterdir():
+            if child.is_dir() and child.name not in keep:
+                shutil.rmtree(child, ignore_errors=True)
+
+    def temp_dir(self, digest: str) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".tmp-{digest.removeprefix('sha256:')}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        return tmp
+
+
+def fetch(settings: Settings) -> Fetched:
+    """Resolve PIPELINE_URL, pull what the cache lacks, and return the pipeline to serve.
+
+    Transient registry errors fall back to the cached pipeline when there is one, and are raised otherwise.
+    """
+    cache = PipelineCache(settings.pipelines_dir)
+    ref = settings.ref
+    log.info("Fetching manifest and config for pipeline: %s", settings.pipeline_url)
+    try:
+        target = open_target(ref, plain_http=settings.plain_http, username=settings.username,
+                             password=settings.password)
+        raw, _, digest = target.resolve(ref.repository, ref.reference)
+        manifest = Manifest.parse(raw, settings.pipeline_url)
+        if not is_pipeline(manifest):
+            raise BadArtifact(settings.pipeline_url, f"artifactType {manifest.artifact_type!r} and config media "
+                                                     f"type {manifest.config.media_type!r} are not a pipeline's")
+        config = _cached(cache, digest)
+        if config is not None:
+            _log_models(config)
+            cache.set_current(digest, settings.pipeline_url)
+            log.debug("all layers were already in %s", cache.directory(digest))
+        else:
+            _, config_bytes = read_config(target, ref.repository, digest)
+            config = _parse_config(config_bytes, settings.pipeline_url)
+            tmp = cache.temp_dir(digest)
+            try:
+                _check_layers(config, manifest, settings.pipeline_url)
+                pull_to_dir(target, ref.repository, digest, tmp)
+                _log_models(config)
+                cache.install(tmp, digest, settings.pipeline_url)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    except JoeyError as e:
+        if not is_transient(e):
+            raise
+        return _fallback(cache, settings, e)
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as e:
+        return _fallback(cache, settings, e)
+    return Fetched(config, cache.directory(digest), digest, from_cache=False)
+
+
+def _cached(cache: PipelineCache, digest: str) -> PipelineConfig | None:
+    """The cached copy of `digest` if it is whole; a damaged copy is removed (to be pulled again)."""
+    if not cache.has(digest):
+        return None
+    try:
+        return cache.load(digest)
+    except JoeyError as e:
+        log.warning("The cached copy of %s is damaged (%s); fetching it again", digest, e.one_line())
+        shutil.rmtree(cache.directory(digest), ignore_errors=True)
+        return None
+
+
+def _fallback(cache: PipelineCache, settings: Settings, error: BaseException) -> Fetched:
+    entry = cache.current()
+    config = _cached(cache, entry["digest"]) if entry else None
+    if config is None:
+        raise error
+    digest = entry["digest"]
+    other = "" if entry.get("pipeline_url") == settings.pipeline_url else \
+        f" (NOTE: fetched for {entry.get('pipeline_url')}, not for this PIPELINE_URL)"
+    reason = error.one_line() if isinstance(error, JoeyError) else f"{type(error).__name__}: {error}"
+    log.warning("Registry unreachable (%s): serving the cached pipeline %s version %s (%s) fetched at %s%s",
+                reason, config.name, config.version, digest, entry.get("fetched_at", "?"), other)
+    return Fetched(config, cache.directory(digest), digest, from_cache=True)
+
+
+def _parse_config(data: bytes, where: str) -> PipelineConfig:
+    try:
+        config = PipelineConfig.from_bytes(data)
+    except (ValueError, KeyError, TypeError) as e:
+        raise BadArtifact(where, f"the pipeline config does not parse ({type(e).__name__}: {e})") from None
+    if not config.steps:
+        raise BadArtifact(where, "the pipeline config has no steps")
+    return config
+
+
+def _check_layers(config: PipelineConfig, manifest: Manifest, where: str) -> None:
+    """Every step's model file is a layer of the manifest, with the digest the config gives it."""
+    by_title = {layer.annotations.get(ann.TITLE): layer.digest for layer in manifest.layers}
+    for step in config.steps:
+        if step.file not in by_title:
+            raise BadArtifact(where, f"no layer holds the model file {step.file!r} of step {step.name!r}")
+        if by_title[step.file] != step.digest:
+            raise BadArtifact(where, f"the layer {step.file!r} is {by_title[step.file]}, but the config "
+                                     f"says step {step.name!r} is {step.digest}")
+
+
+def _log_models(config: PipelineConfig) -> None:
+    """The seeds' start-up lines for the model layers."""
+    log.info("Fetching model layers")
+    for step in config.steps:
+        log.info("digest: %s", step.digest)
+        log.info("  filename: %s", step.model.sha256)
+        log.info("  name: %s", step.name)
+        log.info("  type: model")
+        log.info("  runtime: %s", step.framework)
+        log.info("  version: %s", step.model_version)
+        log.info("")
+    log.info("Fetched")

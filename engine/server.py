@@ -1,0 +1,138 @@
+"""The engine's HTTP API (Starlette): the seeds' edge endpoints plus /health and /ready.
+
+Handlers check what they can from the headers before reading a body, read it against the size limit, and run
+the blocking work (decoding, onnxruntime, the durable log append, encoding) on a worker thread so the event
+loop keeps answering. Every error, ours or Starlette's, leaves through `error_response` as {"error": "..."}.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Callable
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from packager.errors import JoeyError, NotFound
+
+from .codecs import REQUEST_TYPES, MediaType, negotiate
+from .errors import BadLogsQuery, BodyTooLarge, NotReady, UnsupportedMediaType
+from .service import Engine
+
+log = logging.getLogger("engine")
+
+# /logs answers at most this many records (the newest) unless the request asks for a `limit`.
+DEFAULT_LOGS_LIMIT = 100_000
+
+
+def build_app(engine: Engine, lifespan: Callable[[Starlette], AbstractAsyncContextManager] | None = None) -> Starlette:
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(request: Request) -> Response:
+        p = engine.require_pipeline()
+        return JSONResponse({"status": "ready", "pipeline": p.config.name, "version": p.config.version,
+                             "digest": p.digest})
+
+    async def pipelines(request: Request) -> Response:
+        p = engine.require_pipeline()
+        return JSONResponse({"pipelines": [{"id": p.config.name, "version": p.config.version,
+                                            "status": "Running"}]})
+
+    async def models(request: Request) -> Response:
+        p = engine.require_pipeline()
+        return JSONResponse({"models": [{"name": s.name, "sha": s.model.sha256, "status": "Running",
+                                         "version": s.model_version} for s in p.config.steps]})
+
+    async def infer(request: Request) -> Response:
+        return await _infer(request)
+
+    async def infer_named(request: Request) -> Response:
+        p = engine.require_pipeline()
+        name = request.path_params["name"]
+        if name != p.config.name:
+            raise NotFound(f"pipeline {name!r}", hint=f"this engine serves {p.config.name!r}; or use /infer")
+        return await _infer(request)
+
+    async def _infer(request: Request) -> Response:
+        started = time.perf_counter()
+        pipeline = engine.require_pipeline()
+        content_type = request.headers.get("content-type")
+        if MediaType.parse(content_type or "").kind is None:
+            raise UnsupportedMediaType(content_type or "(none)", REQUEST_TYPES)
+        answer = negotiate(request.headers.get("accept"))
+        body = await read_body(request, engine.settings.max_body)
+        content = await run_in_threadpool(engine.infer, pipeline, body, content_type, answer)
+        # Time from the request's headers to its answer being ready, body upload included.
+        timing = f"engine;dur={(time.perf_counter() - started) * 1e3:.2f}"
+        return Response(content, media_type=answer, headers={"Server-Timing": timing})
+
+    async def logs(request: Request) -> Response:
+        answer = negotiate(request.headers.get("accept"))
+        limit = _logs_limit(await read_body(request, engine.settings.max_body))
+        content = await run_in_threadpool(engine.logs, limit, answer)
+        return Response(content, media_type=answer)
+
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/pipelines", pipelines, methods=["GET"]),
+        Route("/models", models, methods=["GET"]),
+        Route("/infer", infer, methods=["POST"]),
+        Route("/pipelines/{name}", infer_named, methods=["POST"]),
+        Route("/logs", logs, methods=["POST"]),
+    ]
+    handlers: dict[Any, Callable] = {JoeyError: error_response, HTTPException: error_response,
+                                     Exception: error_response}
+    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused with 413 as soon as it is known to exceed `limit` (declared or counted)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit, int(declared))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _logs_limit(body: bytes) -> int:
+    if not body.strip():
+        return DEFAULT_LOGS_LIMIT
+    try:
+        query = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise BadLogsQuery(f"the body is not JSON ({e})") from None
+    if not isinstance(query, dict):
+        raise BadLogsQuery(f"expected a JSON object, got {type(query).__name__}")
+    limit = query.get("limit", DEFAULT_LOGS_LIMIT)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise BadLogsQuery(f"limit must be a positive whole number, got {limit!r}")
+    return limit
+
+
+async def error_response(request: Request, exc: Exception) -> Response:
+    """The one place errors become answers: JoeyError by its http_status, Starlette's by theirs, else 500."""
+    if isinstance(exc, JoeyError):
+        status, message = exc.http_status, exc.one_line()
+        if status >= 500 and not isinstance(exc, NotReady):   # not-ready answers are expected while loading
+            log.error("%s %s: %s", request.method, request.url.path, message)
+    elif isinstance(exc, HTTPException):
+        status, message = exc.status_code, f"{exc.detail}: {request.method} {request.url.path}"
+    else:
+        # Starlette re-raises it after this answer, so the server logs the traceback.
+        status, message = 500, f"internal error ({type(exc).__name__}); see the engine's log"
+    return JSONResponse({"error": message}, status_code=status,
+                        headers=getattr(exc, "headers", None) if isinstance(exc, HTTPException) else None)

@@ -1,0 +1,168 @@
+"""The engine's settings: the environment (the seeds' contract plus Joey's own) parsed once, up front.
+
+Every problem is a ConfigError naming the variable, so `joey-engine` can print one line and exit 2 before it
+touches the network or the disk.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from packager import envvars, quantity
+from packager.bundle import EdgeBundle
+from packager.errors import ConfigError, JoeyError
+from packager.reference import Ref, parse
+
+DEFAULT_PERSIST_DIR = Path("/persist")
+DEFAULT_MAX_BODY = "64Mi"
+DEFAULT_PORT = 8080
+DEFAULT_HOST = "0.0.0.0"
+# Inference-log capacity when LOCAL_INFERENCE_STORAGE is unset: enough for days of a small edge's traffic,
+# small enough for the persistent volumes charts usually ask for.
+DEFAULT_LOG_CAPACITY = 2**30
+
+_TRUE = {"true", "1"}
+_FALSE = {"false", "0", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    pipeline_url: str             # PIPELINE_URL exactly as given (it is echoed in the start-up log)
+    ref: Ref                      # where to fetch it from (OCI_REGISTRY prepended when the URL names no host)
+    username: str | None          # OCI_USERNAME
+    password: str | None          # OCI_PASSWORD
+    plain_http: bool              # JOEY_PLAIN_HTTP: talk HTTP, not HTTPS, to the registry
+    cpus: float | None            # CONFIG_CPUS; None: the pipeline's own deployment.cpus
+    debug: bool                   # DEBUG: debug logging and an access log
+    edge_bundle: EdgeBundle | None  # EDGE_BUNDLE, decoded: the edge's name and how to reach Ops
+    log_capacity: int             # LOCAL_INFERENCE_STORAGE in bytes, else DEFAULT_LOG_CAPACITY
+    page_size: int | None         # PLATEAU_PAGE_SIZE: rows per log upload page
+    persist_dir: Path             # JOEY_PERSIST_DIR: pipeline cache and inference logs
+    max_body: int                 # JOEY_MAX_BODY in bytes: larger requests get 413
+    partition: str                # metadata.partition of every record: the edge's name, else the hostname
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+
+    @property
+    def pipelines_dir(self) -> Path:
+        return self.persist_dir / "pipelines"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.persist_dir / "logs"
+
+    def threads(self, pipeline_cpus: float) -> int:
+        """onnxruntime intra-op threads: whole CPUs of CONFIG_CPUS (or of the pipeline's), at least one."""
+        return max(1, int(self.cpus if self.cpus is not None else pipeline_cpus))
+
+
+def from_env(env: Mapping[str, str] | None = None, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+             pipeline_url: str | None = None, plain_http: bool | None = None,
+             persist_dir: Path | None = None) -> Settings:
+    """Parse the environment. Arguments given here (the `--host/--port` flags, `packager serve REF`) win.
+
+    PIPELINE_URL, CONFIG_CPUS and OCI_REGISTRY fall back to the EDGE_BUNDLE's values, as a chart that sets
+    only the bundle expects.
+    """
+    env = os.environ if env is None else env
+    raw_bundle = env.get(envvars.EDGE_BUNDLE, "").strip()
+    bundle = EdgeBundle.decode(raw_bundle) if raw_bundle else None
+    if bundle is not None:
+        from_bundle = {envvars.PIPELINE_URL: bundle.pipeline_url, envvars.CONFIG_CPUS: bundle.config_cpus,
+                       envvars.OCI_REGISTRY: bundle.oci_registry}
+        env = {**{k: v for k, v in from_bundle.items() if v}, **{k: v for k, v in env.items() if v.strip()}}
+    url = (pipeline_url if pipeline_url is not None else env.get(envvars.PIPELINE_URL, "")).strip()
+    if not url:
+        raise ConfigError(envvars.PIPELINE_URL, "not set; expected HOST/NAMESPACE/pipelines/NAME:VERSION "
+                                                "or oci:DIR:REPO:TAG")
+    registry = env.get(envvars.OCI_REGISTRY, "").strip().rstrip("/")
+    for scheme in ("https://", "http://", "oci://"):
+        registry = registry.removeprefix(scheme)
+    ref = _reference(url, registry)
+
+    storage = env.get(envvars.LOCAL_INFERENCE_STORAGE, "").strip()
+    page = env.get(envvars.PLATEAU_PAGE_SIZE, "").strip()
+    if bool(storage) != bool(page):
+        given, missing = ((envvars.LOCAL_INFERENCE_STORAGE, envvars.PLATEAU_PAGE_SIZE) if storage
+                          else (envvars.PLATEAU_PAGE_SIZE, envvars.LOCAL_INFERENCE_STORAGE))
+        raise ConfigError(missing, f"must be set together with {given}")
+    capacity = DEFAULT_LOG_CAPACITY
+    if storage:
+        try:
+            capacity = quantity.storage_bytes(storage)
+        except ValueError as e:
+            raise ConfigError(envvars.LOCAL_INFERENCE_STORAGE, str(e)) from None
+
+    if port <= 0 or port > 65535:
+        raise ConfigError("--port", f"{port} is not a TCP port (1-65535)")
+    return Settings(
+        pipeline_url=url,
+        ref=ref,
+        username=env.get(envvars.OCI_USERNAME) or None,
+        password=env.get(envvars.OCI_PASSWORD) or None,
+        plain_http=plain_http if plain_http is not None else _bool(env, envvars.PLAIN_HTTP),
+        cpus=_cpus(env.get(envvars.CONFIG_CPUS, "").strip()),
+        debug=_bool(env, envvars.DEBUG),
+        edge_bundle=bundle,
+        log_capacity=capacity,
+        page_size=_positive_int(envvars.PLATEAU_PAGE_SIZE, page) if page else None,
+        persist_dir=persist_dir or Path(env.get(envvars.PERSIST_DIR) or DEFAULT_PERSIST_DIR),
+        max_body=_max_body(env.get(envvars.MAX_BODY, "").strip() or DEFAULT_MAX_BODY),
+        partition=bundle.edge_name if bundle else socket.gethostname(),
+        host=host,
+        port=port,
+    )
+
+
+def _reference(url: str, registry: str) -> Ref:
+    try:
+        ref = parse(url)
+        # PIPELINE_URL without a host (NAMESPACE/pipelines/NAME:VERSION) lives on OCI_REGISTRY.
+        if not ref.is_registry and ref.layout is None and registry and "/" in url:
+            ref = parse(f"{registry}/{url}")
+    except JoeyError as e:
+        raise ConfigError(envvars.PIPELINE_URL, e.one_line()) from None
+    if ref.layout is not None and not ref.repository:
+        raise ConfigError(envvars.PIPELINE_URL, f"{url!r} names a layout but no REPO:TAG (oci:DIR:REPO:TAG)")
+    return ref
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(name, f"{env[name]!r} is not a boolean; use true/false or 1/0")
+
+
+def _cpus(raw: str) -> float | None:
+    if not raw:
+        return None
+    try:
+        cpus = float(raw)
+    except ValueError:
+        cpus = 0.0
+    if not cpus > 0 or cpus == float("inf"):
+        raise ConfigError(envvars.CONFIG_CPUS, f"{raw!r} is not a positive number of CPUs (e.g. 1, 2.5)")
+    return cpus
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ConfigError(name, f"{raw!r} is not a positive whole number")
+    return value
+
+
+def _max_body(raw: str) -> int:
+    try:
+        return quantity.memory_bytes(raw)
+    except ValueError as e:
+        raise ConfigError(envvars.MAX_BODY, str(e)) from None
