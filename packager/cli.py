@@ -189,6 +189,18 @@ def cmd_import(a) -> int:
     return 0
 
 
+def cmd_serve(a) -> int:
+    """Run a pipeline locally in the engine: the seeds' "simulated edge" test before publishing."""
+    import os
+
+    from engine.app import run
+    from engine.settings import from_env
+
+    persist = a.persist or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "joey" / "serve"
+    return run(from_env(pipeline_url=a.ref, host=a.host, port=a.port, plain_http=a.plain_http or None,
+                        persist_dir=persist))
+
+
 def _ops(a, *, required: bool = True):
     """An OpsClient from --ops/--ops-token or JOEY_OPS_URL/JOEY_OPS_TOKEN; None when not configured and optional."""
     import os
@@ -333,6 +345,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--registry", required=True, help="HOST[:PORT]/NAMESPACE")
     s = verb("list", cmd_list, "list pipelines in the local store")
     s.add_argument("name", nargs="?")
+    s = verb("serve", cmd_serve, "serve a pipeline locally with the engine (from the store or a registry)",
+             json_=False, store=False, net=True)
+    s.add_argument("ref", help="NAME:VERSION in the local store, oci:DIR:REPO:TAG, or HOST/NS/pipelines/NAME:VERSION")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--persist", type=Path, help="the engine's persistent directory (default "
+                                                 "~/.local/state/joey/serve)")
 
     edge = sub.add_parser("edge", help="edges of a publish (Ops center)").add_subparsers(dest="edge_verb",
                                                                                         required=True)

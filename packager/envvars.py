@@ -28,3 +28,4 @@ PLAIN_HTTP = "JOEY_PLAIN_HTTP"      # engine: fetch PIPELINE_URL over plain HTTP
 VERIFY_KEY = "JOEY_VERIFY_KEY"  # engine: PEM public key a signed publish is verified with (chart value verifyKey)
 SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"  # reproducible-builds.org: the `created` timestamp
 XDG_CACHE_HOME = "XDG_CACHE_HOME"  # packager image: base for the image-build cache, $XDG_CACHE_HOME/joey (default ~/.cache/joey)
+CONTAINERS_CONF = "CONTAINERS_CONF"  # packager image: podman's config; when unset, one without default ulimits

@@ -1,0 +1,336 @@
+"""Build the engine's container image with podman, and push it to a registry.
+
+Nothing is fetched from Docker Hub or a package index during the build: the base image is a Debian bookworm
+root filesystem made by mmdebstrap from a Debian mirror, and every Python package comes from a wheelhouse
+built here on the host (`pip wheel`) and installed with `--no-index`. The base image and the wheelhouse are
+cached (podman's image store; CACHE/engine-context/deps), so a rebuild after a code change only redoes the last
+layers. See docs/container.md.
+
+    python -m packager.image build [--tag IMAGE] [--context DIR]
+    python -m packager.image push [--tag IMAGE] [--tls-verify] [--creds USER:PASS] DEST
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import importlib.metadata
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import __version__, envvars
+from .artifact import created_timestamp, git_provenance
+from .errors import JoeyError
+from .fsutil import write_atomic
+
+log = logging.getLogger("joey.image")
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "engine" / "Dockerfile"
+DEFAULT_TAG = f"localhost/joey-engine:{__version__}"
+# bookworm's python3: the wheelhouse is built by this interpreter on the host, so its cp3XX wheels must match.
+BASE_PYTHON = (3, 11)
+
+# The base's Debian sources: the release plus its updates and security fixes.
+DEBIAN_SOURCES = (
+    "deb http://deb.debian.org/debian bookworm main",
+    "deb http://deb.debian.org/debian bookworm-updates main",
+    "deb http://deb.debian.org/debian-security bookworm-security main",
+)
+# `essential` rather than `apt`: nothing installs packages in the image, so apt would be dead weight
+# (160 MB instead of 220 MB). Docs, man pages and translations are left out for the same reason;
+# copyright files stay.
+MMDEBSTRAP_ARGS = (
+    "--variant=essential",
+    # libstdc++6: the manylinux wheels (numpy, onnxruntime, pyarrow) expect it from the system.
+    "--include=python3,python3-venv,ca-certificates,libstdc++6",
+    "--dpkgopt=path-exclude=/usr/share/man/*",
+    "--dpkgopt=path-exclude=/usr/share/info/*",
+    "--dpkgopt=path-exclude=/usr/share/locale/*",
+    "--dpkgopt=path-exclude=/usr/share/doc/*",
+    "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+)
+# Named after what it is made of, so changing the recipe above makes a new base instead of reusing a stale one.
+BASE_IMAGE = "localhost/bookworm-py:" + hashlib.sha256(
+    "\n".join((*MMDEBSTRAP_ARGS, *DEBIAN_SOURCES)).encode()).hexdigest()[:12]
+
+# What the engine imports, directly or through the packager modules it shares: a subset of pyproject's
+# dependencies (the packager's Helm SDK, Jinja and chart tooling stay out of the image). onnx, pydantic and
+# pyyaml only because packager.bundle imports packager.spec (for one regex); rich because the registry
+# transfer draws a progress bar when stderr is a terminal (`docker run -t`).
+# Versions are pinned to the ones installed where the image is built, so the image runs what the tests here
+# ran; the Dockerfile's import check fails the build when the engine starts needing something not listed.
+ENGINE_REQUIREMENTS = (
+    "httpx",
+    "numpy",
+    "onnx",
+    "onnxruntime",
+    "oras",
+    "orjson",
+    "pyarrow",
+    "pydantic",
+    "pyyaml",
+    "requests",
+    "rich",
+    "starlette",
+    "uvicorn",
+)
+# Containers here cannot take podman's default ulimits (setrlimit fails): every podman call gets this.
+CONTAINERS_CONF = "[containers]\ndefault_ulimits = []\n"
+
+
+class ImageError(JoeyError):
+    """A step of building or pushing the engine image failed; the message carries the tool's last lines."""
+
+    exit_code = 6
+    http_status = 500
+
+    def __init__(self, step: str, detail: str, *, hint: str | None = None):
+        self.step = step
+        super().__init__(f"engine image: {step} failed:\n{detail}", hint=hint)
+
+
+def cache_dir() -> Path:
+    """$XDG_CACHE_HOME/joey (default ~/.cache/joey): containers.conf, the build context and its wheelhouse,
+    the base image's tarball while it is imported."""
+    base = os.environ.get(envvars.XDG_CACHE_HOME) or Path.home() / ".cache"
+    path = Path(base) / "joey"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def podman_env() -> dict[str, str]:
+    """The environment for podman: a containers.conf without default ulimits unless one is set already."""
+    env = dict(os.environ)
+    if envvars.CONTAINERS_CONF not in env:
+        conf = cache_dir() / "containers.conf"
+        if not conf.exists() or conf.read_text() != CONTAINERS_CONF:
+            write_atomic(conf, CONTAINERS_CONF.encode())
+        env[envvars.CONTAINERS_CONF] = str(conf)
+    return env
+
+
+def _tool(step: str, name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise ImageError(step, f"{name} is not installed",
+                         hint="apt-get install -y podman runc mmdebstrap (see docs/container.md)")
+    return path
+
+
+def _run(step: str, cmd: list[str], *, env: dict[str, str] | None = None) -> str:
+    """Run a tool to completion; its stdout, or ImageError with the tail of its output."""
+    log.debug("running %s", " ".join(cmd))
+    proc = subprocess.run([_tool(step, cmd[0]), *cmd[1:]], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, env=env)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-40:])
+        raise ImageError(step, f"{' '.join(cmd)} exited with {proc.returncode}\n{tail}")
+    return proc.stdout
+
+
+def podman(step: str, *args: str) -> str:
+    return _run(step, ["podman", *args], env=podman_env())
+
+
+def image_exists(ref: str) -> bool:
+    return subprocess.run([_tool("base image", "podman"), "image", "exists", ref], env=podman_env()).returncode == 0
+
+
+def ensure_base_image(name: str = BASE_IMAGE, *, rebuild: bool = False) -> str:
+    """The Debian bookworm + python3 base, made with mmdebstrap and imported into podman unless it exists."""
+    if image_exists(name) and not rebuild:
+        log.info("base image %s: cached", name)
+        return name
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(dir=cache_dir(), prefix="base-") as tmp:
+        tar = Path(tmp) / "base.tar"
+        _run("base image (mmdebstrap)", ["mmdebstrap", *MMDEBSTRAP_ARGS, "bookworm", str(tar), *DEBIAN_SOURCES])
+        podman("base image (podman import)", "import", "--quiet", str(tar), name)
+    log.info("base image %s: built in %.1f s", name, time.monotonic() - started)
+    return name
+
+
+def _installed_pins() -> dict[str, str]:
+    """Every distribution installed here, by normalised name, except Joey itself."""
+    pins = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = dist.version
+    pins.pop("joey", None)
+    return pins
+
+
+def engine_requirements() -> tuple[str, str]:
+    """(requirements, constraints): the engine's requirements pinned to the installed versions, and a pin
+    for every other installed distribution, so transitive dependencies resolve to the tested versions too."""
+    pins = _installed_pins()
+    missing = [r for r in ENGINE_REQUIREMENTS if r not in pins]
+    if missing:
+        raise ImageError("wheelhouse", f"not installed here: {', '.join(missing)}",
+                         hint="run from the project's venv (pip install -e .)")
+    requirements = "".join(f"{r}=={pins[r]}\n" for r in ENGINE_REQUIREMENTS)
+    constraints = "".join(f"{n}=={v}\n" for n, v in sorted(pins.items()))
+    return requirements, constraints
+
+
+def ensure_wheelhouse(dest: Path) -> Path:
+    """Fill `dest` with the engine's dependency wheels and requirements.txt, unless it already holds the
+    ones the current pins call for. Built in a sibling directory and renamed, so never half-written."""
+    if sys.version_info[:2] != BASE_PYTHON:
+        raise ImageError("wheelhouse", f"this is Python {sys.version_info.major}.{sys.version_info.minor}, the "
+                         f"image's is {BASE_PYTHON[0]}.{BASE_PYTHON[1]}: binary wheels built here would not install",
+                         hint="build the image from a Python 3.11 venv")
+    requirements, constraints = engine_requirements()
+    key = hashlib.sha256(f"{sys.version_info[:2]}\n{requirements}\n{constraints}".encode()).hexdigest()
+    stamp = dest / ".key"
+    if stamp.exists() and stamp.read_text() == key:
+        log.info("wheelhouse %s: cached", dest)
+        return dest
+    started = time.monotonic()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
+    tmp.chmod(0o755)
+    try:
+        (tmp / "requirements.txt").write_text(requirements)
+        (tmp / "constraints.txt").write_text(constraints)
+        # --only-binary: bookworm's image has no compiler; every wheel must be ready-made (cp311 manylinux).
+        _run("wheelhouse (pip wheel)", [sys.executable, "-m", "pip", "wheel", "--quiet", "--only-binary=:all:",
+                                        "--wheel-dir", str(tmp), "--requirement", str(tmp / "requirements.txt"),
+                                        "--constraint", str(tmp / "constraints.txt")])
+        (tmp / "constraints.txt").unlink()
+        stamp_tmp = tmp / ".key"
+        stamp_tmp.write_text(key)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("wheelhouse %s: built in %.1f s", dest, time.monotonic() - started)
+    return dest
+
+
+def project_sources() -> list[Path]:
+    """The files the joey wheel is built from, relative to the project root."""
+    files = [Path(name) for name in ("pyproject.toml", "README.md", "LICENSE") if (ROOT / name).exists()]
+    for package in ("packager", "engine", "ops", "infra"):
+        files += sorted(p.relative_to(ROOT) for p in (ROOT / package).rglob("*")
+                        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
+    return files
+
+
+def build_project_wheel(out_dir: Path) -> Path:
+    """The joey wheel, built from a clean copy of the sources so a stale build/ tree can never leak in."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    with tempfile.TemporaryDirectory(prefix="joey-src-") as tmp:
+        for rel in project_sources():
+            (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, Path(tmp) / rel)
+        _run("project wheel (pip wheel)", [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                                           "--wheel-dir", str(out_dir), tmp])
+    wheels = list(out_dir.glob("joey-*.whl"))
+    if len(wheels) != 1:
+        raise ImageError("project wheel", f"expected one joey wheel in {out_dir}, found {len(wheels)}")
+    return wheels[0]
+
+
+def build_engine_image(tag: str = DEFAULT_TAG, *, context_dir: Path | None = None,
+                       base_image: str = BASE_IMAGE) -> str:
+    """Build engine/Dockerfile into the local podman image `tag`; returns the image ID (sha256:...).
+
+    `context_dir` (default CACHE/engine-context) receives deps/ and app/; deps/ is reused while the pins hold.
+    """
+    context = context_dir or cache_dir() / "engine-context"
+    context.mkdir(parents=True, exist_ok=True)
+    # One build per context at a time: two would overwrite each other's app/ and deps/.
+    with open(context.parent / f".{context.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ensure_base_image(base_image)
+        ensure_wheelhouse(context / "deps")
+        build_project_wheel(context / "app")
+        started = time.monotonic()
+        previous = _image_id(tag)
+        revision = git_provenance(ROOT).get("revision", "unknown")
+        created = created_timestamp([DOCKERFILE, *(ROOT / rel for rel in project_sources())])
+        # --format docker: the OCI image format has no HEALTHCHECK, podman would drop it.
+        # --isolation chroot: RUN steps work without user namespaces or a runtime that may set rlimits.
+        # --network host: no RUN step uses the network, and this needs no netavark/CNI setup.
+        podman("image build", "build", "--format", "docker", "--isolation", "chroot", "--network", "host",
+               "--layers", "--build-arg", f"BASE_IMAGE={base_image}", "--build-arg", f"VERSION={__version__}",
+               "--build-arg", f"REVISION={revision}", "--build-arg", f"CREATED={created}",
+               "--tag", tag, "--file", str(DOCKERFILE), str(context))
+    image_id = _image_id(tag)
+    if previous and previous != image_id:
+        # The tag moved on: drop the image it leaves behind (and its private layers) unless something still
+        # uses it, so that repeated builds do not pile up untagged images.
+        subprocess.run([_tool("image build", "podman"), "rmi", previous], capture_output=True, env=podman_env())
+    log.info("image %s (%s, %.0f MB): built in %.1f s", tag, image_id[:12], image_size(tag) / 1e6,
+             time.monotonic() - started)
+    return f"sha256:{image_id}"
+
+
+def _image_id(ref: str) -> str | None:
+    if not image_exists(ref):
+        return None
+    return podman("image inspect", "image", "inspect", "--format", "{{.Id}}", ref).strip()
+
+
+def image_size(tag: str) -> int:
+    """Uncompressed size in bytes, as `podman images` shows it."""
+    return int(podman("image inspect", "image", "inspect", "--format", "{{.Size}}", tag).strip())
+
+
+def push_engine_image(tag: str, dest_ref: str, *, tls_verify: bool = False, creds: str | None = None) -> str:
+    """Push local image `tag` to `dest_ref` (HOST[:PORT]/NS/engines/joey-engine:TAG); returns the manifest
+    digest the registry stored. `creds` is USER:PASSWORD; without it podman's own login is used."""
+    dest = dest_ref.removeprefix("docker://")
+    with tempfile.TemporaryDirectory(prefix="joey-push-") as tmp:
+        digest_file = Path(tmp) / "digest"
+        args = ["push", "--quiet", f"--tls-verify={'true' if tls_verify else 'false'}",
+                "--digestfile", str(digest_file)]
+        if creds:
+            args += ["--creds", creds]
+        podman("push", *args, tag, f"docker://{dest}")
+        digest = digest_file.read_text().strip()
+    log.info("pushed %s to %s@%s", tag, dest, digest)
+    return digest
+
+
+def main(argv: list[str] | None = None) -> int:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--tag", default=DEFAULT_TAG, help=f"local image name (default {DEFAULT_TAG})")
+    common.add_argument("-v", "--verbose", action="store_true", help="show every command run")
+    parser = argparse.ArgumentParser(prog="python -m packager.image", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="verb", required=True)
+    build = sub.add_parser("build", parents=[common], help="build the engine image; prints its ID")
+    build.add_argument("--context", type=Path, help="build context directory (default CACHE/engine-context)")
+    push = sub.add_parser("push", parents=[common], help="push the built image; prints the stored digest")
+    push.add_argument("dest", help="HOST[:PORT]/NAMESPACE/engines/joey-engine:TAG")
+    push.add_argument("--tls-verify", action="store_true", help="verify the registry's TLS certificate")
+    push.add_argument("--creds", help="USER:PASSWORD for the registry (default: podman's login)")
+    a = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO, format="%(message)s")
+    try:
+        if a.verb == "build":
+            print(build_engine_image(a.tag, context_dir=a.context))
+        else:
+            print(push_engine_image(a.tag, a.dest, tls_verify=a.tls_verify, creds=a.creds))
+    except JoeyError as e:
+        print(f"error: {e.one_line()}", file=sys.stderr)
+        return e.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
