@@ -5,7 +5,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from packager.spec import DNS1123_LABEL
+from packager.names import is_dns_label
 
 from .errors import BadRequest
 
@@ -17,7 +17,7 @@ Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 def dns_label(value: str, what: str) -> str:
-    if len(value) > 63 or not DNS1123_LABEL.fullmatch(value):
+    if not is_dns_label(value):
         raise ValueError(f"{what} must be a DNS-1123 label: lower-case letters, digits and '-', starting and "
                          "ending with a letter or digit, at most 63 characters")
     return value

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from urllib.parse import urlsplit
 
 from .errors import JoeyError
-from .spec import DNS1123_LABEL
+from .names import is_dns_label
 
 SUPPORTED_VERSION = "1"
 # What Ops writes as JOIN_TOKEN in the bundles it shows for edges moved to a replacing publish (seed 004):
@@ -103,7 +103,7 @@ class EdgeBundle:
                                   "(no spaces, quotes or shell metacharacters)")
         if self.bundle_version != SUPPORTED_VERSION:
             raise BundleError(f"BUNDLE_VERSION: unsupported version; this Joey reads version {SUPPORTED_VERSION}")
-        if len(self.edge_name) > 63 or not DNS1123_LABEL.fullmatch(self.edge_name):
+        if not is_dns_label(self.edge_name):
             raise BundleError("EDGE_NAME: must be a DNS-1123 label (lower-case letters, digits and '-', "
                               "starting and ending with a letter or digit, at most 63 characters)")
         if not _TOKEN.fullmatch(self.join_token):

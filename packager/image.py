@@ -70,13 +70,11 @@ BASE_IMAGE = "localhost/bookworm-py:" + hashlib.sha256(
 ENGINE_REQUIREMENTS = (
     "httpx",
     "numpy",
-    "onnx",
     "onnxruntime",
     "oras",
     "orjson",
     "pyarrow",
     "pydantic",
-    "pyyaml",
     "requests",
     "rich",
     "starlette",

@@ -6,7 +6,7 @@ given twice is an error rather than a silent overwrite.
 """
 from __future__ import annotations
 
-import re
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -15,16 +15,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import quantity, validations
+from .names import is_dns_label
 from .errors import ModelError, SpecError, SpecIssue
 from .onnxmodel import inspect_model
 from .pipeline_config import EngineConfig, ModelInfo, PipelineConfig, StepConfig
 
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_SPEC_BYTES = 1 * 2**20
 
 
 def _dns_label(v: str) -> str:
-    if len(v) > 63 or not DNS1123_LABEL.match(v):
+    if not is_dns_label(v):
         raise ValueError("must be a DNS-1123 label: lower-case letters, digits and '-', starting and ending "
                          "with a letter or digit, at most 63 characters")
     return v
