@@ -20,7 +20,8 @@ from pydantic.alias_generators import to_camel
 from packager import quantity
 from packager.errors import ConfigError
 from packager.pipeline_config import EngineConfig
-from packager.spec import DNS1123_LABEL, DeploymentSpec
+from packager.names import is_dns_label
+from packager.spec import DeploymentSpec
 
 PROJECT = "joey"
 _DIGEST_REF = re.compile(r"^[^\s@]+@sha256:[a-f0-9]{64}$")
@@ -32,7 +33,7 @@ MAX_EDGE_NAME = 58
 
 
 def _dns_label(v: str) -> str:
-    if len(v) > 63 or not DNS1123_LABEL.match(v):
+    if not is_dns_label(v):
         raise ValueError("must be a DNS-1123 label: lower-case letters, digits and '-', at most 63 characters")
     return v
 
