@@ -112,3 +112,18 @@ def test_duplicate_step_names(example_models, write_spec):
     spec = write_spec(GOOD.replace("deployment:", "  - name: ccfraud-logreg\n    model: models/ccfraud-mlp.onnx\n"
                                                    "deployment:"))
     assert any("used twice" in i for i in issues(spec))
+
+
+def test_cli_reports_every_problem_with_exit_code_2_and_writes_nothing(example_models, write_spec, tmp_path):
+    import subprocess
+    import sys
+
+    spec = write_spec(GOOD.replace("workspace: demo", "workspace: demo\ncolour: blue").replace(
+        "models/ccfraud-logreg.onnx", "models/missing.onnx"))
+    for verb in ("validate", "build", "publish"):
+        out = subprocess.run([sys.executable, "-m", "packager.cli", verb, str(spec)], capture_output=True, text=True)
+        assert out.returncode == 2, out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert lines[0] == f"{spec}:3:1: colour: unknown key 'colour'"
+        assert lines[1].startswith(f"{spec}:6:12: steps[0].model: model file not found")
+    assert not (tmp_path / "store").exists()
