@@ -103,6 +103,7 @@ def build_publish_chart(pipeline_name: str, pipeline_version: str, values: dict[
         target = Path(out_dir) / staged.name
         with staged.open("rb") as src, atomic_writer(target) as dst:
             shutil.copyfileobj(src, dst)
+        os.utime(target, (CHART_EPOCH, CHART_EPOCH))  # helm push stamps `created` from the archive's mtime
     return target
 
 
