@@ -56,7 +56,10 @@ class Registry:
             self._oras.auth.set_basic_auth(username, password)
             self._basic = base64.b64encode(f"{username}:{password}".encode()).decode()
         else:
-            self._oras.auth.load_configs(self._oras.get_container(f"{host}/x"))
+            # oras-py reads ~/.docker/config.json only; docker itself honours $DOCKER_CONFIG first.
+            docker_config = os.environ.get("DOCKER_CONFIG")
+            configs = [os.path.join(docker_config, "config.json")] if docker_config else None
+            self._oras.auth.load_configs(self._oras.get_container(f"{host}/x"), configs=configs)
             self._basic = getattr(self._oras.auth, "_basic_auth", None)
         self._challenged = False
 

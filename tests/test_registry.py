@@ -118,3 +118,16 @@ def _cli(args, env_extra=None):
 
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "packager.cli", *args], capture_output=True, text=True, env=env)
+
+
+def test_credentials_from_the_docker_config_file(example_models, write_spec, auth_registry, tmp_path):
+    import base64
+    import os
+
+    config_dir = tmp_path / "docker-config"
+    config_dir.mkdir(exist_ok=True)
+    auth = base64.b64encode(b"joey:s3cret!").decode()
+    (config_dir / "config.json").write_text(json.dumps({"auths": {auth_registry.host: {"auth": auth}}}))
+    assert os.environ["DOCKER_CONFIG"] == str(config_dir)
+    rec = publish(write_spec(ONE), registry=f"{auth_registry.host}/dockercfg", plain_http=True, with_chart=False)
+    assert rec["status"] == "Published"
