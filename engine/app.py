@@ -37,6 +37,8 @@ def configure_logging(debug: bool) -> None:
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     # uvicorn's access log only when debugging: at thousands of requests a second it is the bottleneck.
     logging.getLogger("uvicorn.access").disabled = not debug
+    # httpx logs every call to Ops at INFO; the uploader reports what matters (retries, refusals) itself.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 class _Server(uvicorn.Server):
@@ -71,6 +73,7 @@ def run(settings: Settings) -> int:
     @asynccontextmanager
     async def lifespan(app):
         engine.start_loading(on_fatal)
+        engine.start_uploading()
         try:
             yield
         finally:

@@ -40,6 +40,9 @@ def build_app(engine: Engine, lifespan: Callable[[Starlette], AbstractAsyncConte
         return JSONResponse({"status": "ready", "pipeline": p.config.name, "version": p.config.version,
                              "digest": p.digest})
 
+    async def status(request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(engine.status))
+
     async def pipelines(request: Request) -> Response:
         p = engine.require_pipeline()
         return JSONResponse({"pipelines": [{"id": p.config.name, "version": p.config.version,
@@ -82,6 +85,7 @@ def build_app(engine: Engine, lifespan: Callable[[Starlette], AbstractAsyncConte
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
+        Route("/status", status, methods=["GET"]),
         Route("/pipelines", pipelines, methods=["GET"]),
         Route("/models", models, methods=["GET"]),
         Route("/infer", infer, methods=["POST"]),

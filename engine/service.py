@@ -9,7 +9,8 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from dataclasses import asdict
+from typing import Any, Callable
 
 import pyarrow as pa
 
@@ -22,6 +23,7 @@ from .fetch import Fetched, fetch, is_transient
 from .logstore import LogStore
 from .runtime import Pipeline
 from .settings import Settings
+from .uploader import Uploader, for_edge
 
 log = logging.getLogger("engine")
 
@@ -34,6 +36,7 @@ class Engine:
         self.settings = settings
         self.store: LogStore | None = None
         self.pipeline: Pipeline | None = None
+        self.uploader: Uploader | None = None   # with EDGE_BUNDLE: enrolls, then sends the logs to Ops
         self.draining = False          # set on SIGTERM: not ready any more, in-flight requests finish
         self._reason = "the pipeline is being fetched"
         self._stop = threading.Event()
@@ -47,8 +50,17 @@ class Engine:
             raise ConfigError(envvars.PERSIST_DIR, f"cannot keep inference logs in {self.settings.logs_dir}: "
                                                    f"{e.strerror or e}") from None
 
+    def start_uploading(self) -> None:
+        """With EDGE_BUNDLE: enroll and send the inference logs to Ops on a thread of its own; inference never
+        waits for it."""
+        self.uploader = for_edge(self.settings, self._require_store())
+        if self.uploader is not None:
+            self.uploader.start()
+
     def close(self) -> None:
         self._stop.set()
+        if self.uploader is not None:   # before the store closes: the page in flight is acknowledged first
+            self.uploader.stop()
         self._appender.shutdown(wait=True)
         if self.store is not None:
             self.store.close()
@@ -121,12 +133,22 @@ class Engine:
         t0 = time.perf_counter_ns()
         table = decode_request(body, content_type)
         result = pipeline.run(table, read_ns=time.perf_counter_ns() - t0)
-        appended = self._appender.submit(self._require_store().append, result)
+        appended = self._appender.submit(self._record, result)
         try:
             content = encode(result, answer)
         finally:
             appended.result()
         return content
+
+    def _record(self, result: pa.Table) -> None:
+        self._require_store().append(result)
+        if self.uploader is not None:
+            self.uploader.notify()
+
+    def status(self) -> dict[str, Any]:
+        """GET /status: the log store's counters and, with EDGE_BUNDLE, the uploader's (docs/ops.md)."""
+        return {"logs": asdict(self._require_store().stats()),
+                "upload": self.uploader.status() if self.uploader is not None else None}
 
     def logs(self, limit: int | None, answer: str) -> bytes | memoryview:
         table: pa.Table = self._require_store().read(limit)

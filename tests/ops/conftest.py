@@ -11,7 +11,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -23,10 +22,8 @@ import pytest
 import uvicorn
 
 from ops.app import create_app
-from ops.client import OpsClient
-from support.procs import free_port, start, stop, wait_http
-
-JOEY_OPS = str(Path(sys.executable).with_name("joey-ops"))
+from support.ops import JOEY_OPS, OpsServer, start_ops
+from support.procs import free_port, wait_http
 
 
 @pytest.fixture(scope="session")
@@ -104,29 +101,14 @@ def database_url(backend, request, tmp_path) -> str:
 
 # ---- Ops servers ------------------------------------------------------------------------------------------
 
-@dataclass
-class OpsServer:
-    url: str
-    token: str
-    database_url: str
-
-    def client(self, token: str | None = None) -> OpsClient:
-        return OpsClient(self.url, token or self.token)
-
-
 @pytest.fixture()
 def ops(database_url, tmp_path):
     """A `joey-ops` process on a free loopback port, over this test's database."""
-    port, token = free_port(), secrets.token_urlsafe(24)
-    log = tmp_path / "joey-ops.log"
-    proc = start([JOEY_OPS, "--host", "127.0.0.1", "--port", str(port), "--database", database_url,
-                  "--log-level", "warning"], log, env={"JOEY_OPS_TOKEN": token}, cwd=tmp_path)
-    url = f"http://127.0.0.1:{port}"
+    server = start_ops(database_url, tmp_path)
     try:
-        wait_http(f"{url}/healthz", proc=proc, log=log)
-        yield OpsServer(url, token, database_url)
+        yield server
     finally:
-        stop(proc)
+        server.stop()
 
 
 class Clock:
