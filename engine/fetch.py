@@ -4,6 +4,12 @@ The cache is PERSIST/pipelines/<manifest digest hex>/ (manifest.json, config.jso
 goes to a temp directory beside it and is renamed into place only once every blob matched its size and sha256,
 and `current` (rewritten atomically) names the last pipeline that was fetched whole. When the registry cannot
 be reached at start, the engine serves that one instead and says so.
+
+With JOEY_VERIFY_KEY, the digest the tag resolves to must carry a signature by that key (packager.signing.verify)
+before anything else is read: an unsigned pipeline, one signed by another key or one whose tag moved after
+signing is refused, and the engine keeps serving the last pipeline it verified with that key, or, without one,
+stays not ready and retries. `current` records the key a pipeline was verified with, so a cache filled without
+verification is never served in place of a verified one.
 """
 from __future__ import annotations
 
@@ -20,10 +26,12 @@ import requests
 import urllib3
 
 from packager import annotations as ann
+from packager import envvars
 from packager.descriptor import Manifest, digest_of
 from packager.errors import BadArtifact, JoeyError, RegistryError, RegistryUnreachable
 from packager.fsutil import safe_join, write_atomic
 from packager.pipeline_config import PipelineConfig
+from packager.signing import SignatureError, identity, verify
 from packager.transfer import is_pipeline, open_target, pull_to_dir, read_config
 from packager.verify import copy_verified
 
@@ -40,8 +48,8 @@ class Fetched:
 
 
 def is_transient(e: BaseException) -> bool:
-    """Errors worth retrying (and falling back to the cache for): the registry is away, not wrong."""
-    if isinstance(e, RegistryUnreachable):
+    """Errors worth retrying: the registry is away, not wrong; or what it serves is not signed (yet) as it must be."""
+    if isinstance(e, (RegistryUnreachable, SignatureError)):
         return True
     if isinstance(e, RegistryError):
         return e.status >= 500 or e.status == 429
@@ -59,7 +67,8 @@ class PipelineCache:
         return (self.directory(digest) / "manifest.json").is_file()
 
     def current(self) -> dict | None:
-        """{"digest", "pipeline_url", "fetched_at"} of the last pipeline fetched whole, if it is still here."""
+        """{"digest", "pipeline_url", "fetched_at", "verified_key"} of the last pipeline fetched whole, if it is
+        still here. verified_key: the fingerprint of the key its signature was verified with, else None."""
         try:
             entry = json.loads((self.root / "current").read_text())
         except (OSError, ValueError):
@@ -88,21 +97,22 @@ class PipelineCache:
         _check_layers(config, manifest, where)
         return config
 
-    def install(self, pulled: Path, digest: str, pipeline_url: str) -> Path:
+    def install(self, pulled: Path, digest: str, pipeline_url: str, verified_key: str | None) -> Path:
         """Move a verified pull into place and make it current."""
         final = self.directory(digest)
         if final.exists():
             shutil.rmtree(pulled)
         else:
             os.replace(pulled, final)
-        self.set_current(digest, pipeline_url)
+        self.set_current(digest, pipeline_url, verified_key)
         return final
 
-    def set_current(self, digest: str, pipeline_url: str) -> None:
+    def set_current(self, digest: str, pipeline_url: str, verified_key: str | None) -> None:
         previous = self.current()
         write_atomic(self.root / "current", json.dumps(
             {"digest": digest, "pipeline_url": pipeline_url,
-             "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode())
+             "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "verified_key": verified_key}).encode())
         # Keep this pipeline and the one it replaces; drop older ones and pulls a crash left half-done.
         keep = {self.directory(digest).name, f".tmp-{digest.removeprefix('sha256:')}-{os.getpid()}"}
         if previous:
@@ -134,10 +144,11 @@ def fetch(settings: Settings) -> Fetched:
         if not is_pipeline(manifest):
             raise BadArtifact(settings.pipeline_url, f"artifactType {manifest.artifact_type!r} and config media "
                                                      f"type {manifest.config.media_type!r} are not a pipeline's")
+        verified_key = _verify(target, digest, settings)
         config = _cached(cache, digest)
         if config is not None:
             _log_models(config)
-            cache.set_current(digest, settings.pipeline_url)
+            cache.set_current(digest, settings.pipeline_url, verified_key)
             log.debug("all layers were already in %s", cache.directory(digest))
         else:
             _, config_bytes = read_config(target, ref.repository, digest)
@@ -147,9 +158,12 @@ def fetch(settings: Settings) -> Fetched:
                 _check_layers(config, manifest, settings.pipeline_url)
                 pull_to_dir(target, ref.repository, digest, tmp)
                 _log_models(config)
-                cache.install(tmp, digest, settings.pipeline_url)
+                cache.install(tmp, digest, settings.pipeline_url, verified_key)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
+    except SignatureError as e:
+        log.error("Refused: %s", e.one_line())
+        return _fallback(cache, settings, e)
     except JoeyError as e:
         if not is_transient(e):
             raise
@@ -157,6 +171,17 @@ def fetch(settings: Settings) -> Fetched:
     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as e:
         return _fallback(cache, settings, e)
     return Fetched(config, cache.directory(digest), digest, from_cache=False)
+
+
+def _verify(target, digest: str, settings: Settings) -> str | None:
+    """With JOEY_VERIFY_KEY: check the signature of `digest` (raises SignatureError); the key's fingerprint."""
+    key = settings.verify_key
+    if key is None:
+        return None
+    v = verify(target, settings.ref.repository, digest, key, docker_reference=identity(settings.ref),
+               what=settings.pipeline_url)
+    log.info("Verified the signature of %s (%s) with key %s", settings.pipeline_url, digest, v.key)
+    return v.key
 
 
 def _cached(cache: PipelineCache, digest: str) -> PipelineConfig | None:
@@ -173,15 +198,25 @@ def _cached(cache: PipelineCache, digest: str) -> PipelineConfig | None:
 
 def _fallback(cache: PipelineCache, settings: Settings, error: BaseException) -> Fetched:
     entry = cache.current()
+    key = settings.verify_key
+    if entry and key is not None and entry.get("verified_key") != key.fingerprint:
+        log.warning("The cached pipeline %s was not verified with %s %s; not serving it", entry["digest"],
+                    envvars.VERIFY_KEY, key.fingerprint)
+        entry = None
     config = _cached(cache, entry["digest"]) if entry else None
     if config is None:
         raise error
     digest = entry["digest"]
     other = "" if entry.get("pipeline_url") == settings.pipeline_url else \
         f" (NOTE: fetched for {entry.get('pipeline_url')}, not for this PIPELINE_URL)"
-    reason = error.one_line() if isinstance(error, JoeyError) else f"{type(error).__name__}: {error}"
-    log.warning("Registry unreachable (%s): serving the cached pipeline %s version %s (%s) fetched at %s%s",
-                reason, config.name, config.version, digest, entry.get("fetched_at", "?"), other)
+    verified = f", its signature verified with key {key.fingerprint}" if key is not None else ""
+    if isinstance(error, SignatureError):
+        log.warning("Keeping the last good pipeline: serving the cached pipeline %s version %s (%s) fetched at %s%s%s",
+                    config.name, config.version, digest, entry.get("fetched_at", "?"), verified, other)
+    else:
+        reason = error.one_line() if isinstance(error, JoeyError) else f"{type(error).__name__}: {error}"
+        log.warning("Registry unreachable (%s): serving the cached pipeline %s version %s (%s) fetched at %s%s%s",
+                    reason, config.name, config.version, digest, entry.get("fetched_at", "?"), verified, other)
     return Fetched(config, cache.directory(digest), digest, from_cache=True)
 
 

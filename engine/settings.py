@@ -15,6 +15,7 @@ from packager import envvars, quantity
 from packager.bundle import EdgeBundle
 from packager.errors import ConfigError, JoeyError
 from packager.reference import Ref, parse
+from packager.signing import PublicKey, load_public_key
 
 DEFAULT_PERSIST_DIR = Path("/persist")
 DEFAULT_MAX_BODY = "64Mi"
@@ -45,6 +46,7 @@ class Settings:
     partition: str                # metadata.partition of every record: the edge's name, else the hostname
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
+    verify_key: PublicKey | None = None  # JOEY_VERIFY_KEY (PEM text or a path): load only what it signed
 
     @property
     def pipelines_dir(self) -> Path:
@@ -114,6 +116,7 @@ def from_env(env: Mapping[str, str] | None = None, *, host: str = DEFAULT_HOST, 
         partition=bundle.edge_name if bundle else socket.gethostname(),
         host=host,
         port=port,
+        verify_key=_verify_key(env.get(envvars.VERIFY_KEY, "").strip()),
     )
 
 
@@ -128,6 +131,10 @@ def _reference(url: str, registry: str) -> Ref:
     if ref.layout is not None and not ref.repository:
         raise ConfigError(envvars.PIPELINE_URL, f"{url!r} names a layout but no REPO:TAG (oci:DIR:REPO:TAG)")
     return ref
+
+
+def _verify_key(raw: str) -> PublicKey | None:
+    return load_public_key(raw, envvars.VERIFY_KEY) if raw else None
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:

@@ -85,11 +85,13 @@ def cmd_publish(a) -> int:
 
     r = publish(a.spec, registry=a.registry, store=a.store, plain_http=a.plain_http, replaces=a.replaces,
                 created_by=a.created_by, with_chart=not a.no_chart, source=a.source, revision=a.revision,
-                ops=_ops(a, required=False))
+                ops=_ops(a, required=False), sign_key=a.sign_key)
     if a.json:
         _print_json(r)
     else:
         print(record.table(r))
+        if a.sign_key:
+            print(f"signed; check with: packager verify {r['pipeline_url']} --key PUBLIC_KEY")
     return 0
 
 
@@ -144,7 +146,7 @@ def cmd_list(a) -> int:
     rows = []
     for name, digest in layout.entries() if layout.exists else []:
         repo, _, tag = name.rpartition(":")
-        if not repo.startswith("pipelines/") or tag.startswith("publish-"):
+        if not repo.startswith("pipelines/") or tag.startswith(("publish-", "sha256-")):
             continue
         pipeline = repo.removeprefix("pipelines/")
         if a.name and pipeline != a.name:
@@ -199,6 +201,57 @@ def cmd_serve(a) -> int:
     persist = a.persist or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "joey" / "serve"
     return run(from_env(pipeline_url=a.ref, host=a.host, port=a.port, plain_http=a.plain_http or None,
                         persist_dir=persist))
+
+
+def cmd_keygen(a) -> int:
+    from .signing import generate_keypair, load_signing_key
+
+    key_path, pub_path = generate_keypair(a.out)
+    out = {"private_key": str(key_path), "public_key": str(pub_path),
+           "fingerprint": load_signing_key(key_path, "--out").public.fingerprint}
+    if a.json:
+        _print_json(out)
+    else:
+        print(f"private key {key_path} (keep it secret)\npublic key  {pub_path}  {out['fingerprint']}")
+    return 0
+
+
+def cmd_sign(a) -> int:
+    from .reference import parse
+    from .signing import load_signing_key, sign_publish
+    from .transfer import open_target
+
+    ref = parse(a.ref)
+    key = load_signing_key(a.key, "--key")
+    signed = sign_publish(open_target(ref, store=a.store, plain_http=a.plain_http), ref, key)
+    if a.json:
+        _print_json({"signed": [s.to_json() for s in signed]})
+    else:
+        for s in signed:
+            print(f"signed {s.reference} {s.digest} -> {s.tag}")
+    return 0
+
+
+def cmd_verify(a) -> int:
+    from .provenance import read_provenance
+    from .reference import parse
+    from .signing import load_public_key, verify_publish
+    from .transfer import open_target
+
+    ref = parse(a.ref)
+    key = load_public_key(a.key, "--key")
+    target = open_target(ref, store=a.store, plain_http=a.plain_http)
+    verified = verify_publish(target, ref, key)
+    prov = read_provenance(target, ref.repository, verified[0].digest, key)
+    if a.json:
+        _print_json({"verified": [v.to_json() for v in verified],
+                     "provenance": None if prov is None else {"signed": prov.signed, "verified": prov.verified}})
+    else:
+        for v in verified:
+            print(f"Verified OK: {v.reference} {v.digest} signed by {v.key}")
+        print("provenance: " + ("none" if prov is None else "unsigned statement" if not prov.signed else
+                                "signed, verifies with the key" if prov.verified else "signed by another key"))
+    return 0
 
 
 def _ops(a, *, required: bool = True):
@@ -328,13 +381,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--revision", help="org.opencontainers.image.revision (default: git HEAD)")
     s.add_argument("--ops", help="record the publish in this Ops center (default $JOEY_OPS_URL; token from "
                                  "$JOEY_OPS_TOKEN)")
+    s.add_argument("--sign-key", metavar="KEY", help="sign the pipeline, the chart and the provenance with this "
+                                                     "PEM private key (docs/signing.md)")
     s = verb("publishes", cmd_publishes, "list publishes of a pipeline (from the registry or the store)", net=True)
     s.add_argument("pipeline", nargs="?")
     s.add_argument("--registry", help="HOST[:PORT]/NAMESPACE (default: the local store)")
     s = verb("pull", cmd_pull, "pull a pipeline's models and config into a directory, verified", net=True)
     s.add_argument("ref")
     s.add_argument("--out", required=True, type=Path)
-    s = verb("inspect", cmd_inspect, "show manifest, config, layers and model signatures", net=True)
+    s = verb("inspect", cmd_inspect, "show manifest, config, layers, model signatures and referrers "
+                                     "(signatures, provenance)", net=True)
     s.add_argument("ref")
     s = verb("export", cmd_export, "write a publish (pipeline, record, chart, engine image) to one OCI-layout tar",
              net=True)
@@ -345,6 +401,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--registry", required=True, help="HOST[:PORT]/NAMESPACE")
     s = verb("list", cmd_list, "list pipelines in the local store")
     s.add_argument("name", nargs="?")
+    s = verb("keygen", cmd_keygen, "make an ECDSA P-256 key pair: PREFIX.key (0600) and PREFIX.pub", store=False)
+    s.add_argument("--out", required=True, type=Path, metavar="PREFIX")
+    s = verb("sign", cmd_sign, "sign a pipeline (and the chart its publish record names), cosign-compatible",
+             net=True)
+    s.add_argument("ref")
+    s.add_argument("--key", required=True, help="PEM private key file")
+    s = verb("verify", cmd_verify, "check the signatures of a pipeline (and its chart) and its provenance", net=True)
+    s.add_argument("ref")
+    s.add_argument("--key", required=True, help="PEM public key file (or the PEM text)")
     s = verb("serve", cmd_serve, "serve a pipeline locally with the engine (from the store or a registry)",
              json_=False, store=False, net=True)
     s.add_argument("ref", help="NAME:VERSION in the local store, oci:DIR:REPO:TAG, or HOST/NS/pipelines/NAME:VERSION")

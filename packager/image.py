@@ -68,6 +68,7 @@ BASE_IMAGE = "localhost/bookworm-py:" + hashlib.sha256(
 # Versions are pinned to the ones installed where the image is built, so the image runs what the tests here
 # ran; the Dockerfile's import check fails the build when the engine starts needing something not listed.
 ENGINE_REQUIREMENTS = (
+    "cryptography",
     "httpx",
     "numpy",
     "onnxruntime",

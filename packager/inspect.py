@@ -1,9 +1,11 @@
-"""`packager inspect`: what an artifact holds — manifest, config, layers, sizes, model signatures."""
+"""`packager inspect`: what an artifact holds — manifest, config, layers, sizes, model signatures — and what is
+attached to it (signatures, provenance, the publish record)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from . import referrers
 from .pipeline_config import PipelineConfig
 from .reference import parse
 from .transfer import is_pipeline, open_target, read_config
@@ -21,6 +23,7 @@ def describe(ref_text: str, *, store: Path | None = None, plain_http: bool = Fal
         "config": manifest.config.to_json(),
         "layers": [d.to_json() for d in manifest.layers],
         "size": len(manifest.raw) + manifest.config.size + sum(d.size for d in manifest.layers),
+        "referrers": [r.to_json() for r in referrers.find(target, ref.repository, manifest.digest)],
     }
     if is_pipeline(manifest):
         cfg = PipelineConfig.from_bytes(config_bytes)
@@ -51,6 +54,9 @@ def render(info: dict) -> str:
         if p.get("validations"):
             lines.append(f"  validations: {p['validations']}")
         lines.append(f"  engine_config: {json.dumps(p['engine_config'])}")
+    lines.append("  referrers:" if info["referrers"] else "  referrers: none (unsigned, no provenance)")
+    for r in info["referrers"]:
+        lines.append(f"    {r['kind']:<10}  {r['digest']}  {r['artifactType']}  (via {', '.join(r['found_via'])})")
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from . import __version__, envvars, mediatypes
+from . import __version__, envvars, mediatypes, provenance, signing
 from . import record as rec
 from .artifact import build_artifact
 from .build import ArtifactSource
@@ -27,7 +27,7 @@ from .commands import render_commands
 from .descriptor import Descriptor, Manifest, manifest_bytes
 from .errors import JoeyError, NotFound
 from .layout import OCILayout, default_store
-from .reference import chart_repository, parse, pipeline_repository, registry_target
+from .reference import Ref, chart_repository, parse, pipeline_repository, registry_target
 from .registry import Registry
 from .spec import load_spec
 from .transfer import Target, copy, open_target
@@ -79,12 +79,17 @@ def _now() -> str:
 def publish(spec_path: str | Path, *, registry: str | None = None, store: Path | None = None,
             plain_http: bool = False, username: str | None = None, password: str | None = None,
             replaces: list[str] | None = None, created_by: str | None = None, with_chart: bool = True,
-            source: str | None = None, revision: str | None = None, ops=None) -> dict:
+            source: str | None = None, revision: str | None = None, ops=None,
+            sign_key: str | Path | None = None) -> dict:
     """Build, push pipeline + chart, store and return the publish record.
 
     With `ops` (an ops.client.OpsClient) the publish is also recorded in the Ops center, which assigns its `id`
     and moves the edges of replaced publishes to it; the record stored beside the pipeline then carries that id.
+    Each publish attaches its provenance to the pipeline; with `sign_key` (a PEM private key file) the pipeline
+    and the chart are signed and the provenance is a signed envelope (docs/signing.md).
     """
+    started = datetime.now(timezone.utc)
+    key = signing.load_signing_key(sign_key) if sign_key else None   # a bad key fails before anything is pushed
     loaded = load_spec(spec_path)
     artifact = build_artifact(loaded, source=source, revision=revision)
     cfg = artifact.config
@@ -93,12 +98,15 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
     src = ArtifactSource(artifact)
     copy(src, src.repository, cfg.version, dest.target, repo, cfg.version)
     pipeline_url = dest.url(repo, cfg.version)
+    pipeline_ref = Ref(repository=repo, tag=cfg.version, host=dest.host, layout=dest.layout)
     engine_url = default_engine_image(dest, loaded.engine_image)
     replaced = [_replaced(r, dest, ops) for r in (replaces or [])]
     if not replaced:
         previous = _existing_record(dest, repo, cfg.version)
         if previous and previous.get("pipeline_digest") == artifact.digest and \
                 previous.get("engine_url") == engine_url and bool(previous.get("helm")) == with_chart:
+            if key:   # the same publish, signed now (or again)
+                signing.sign_publish(dest.target, pipeline_ref, key)
             return previous  # republishing unchanged content is the same publish: nothing to upload
 
     helm = None
@@ -130,7 +138,13 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
         answer = ops.publish({**record, "replaces": [r["id"] or r["pipeline_url"] for r in record["replaces"]]})
         record.update(id=answer["id"], status=answer["status"], created_at=answer["created_at"],
                       updated_at=answer["updated_at"])
-    store_record(dest, repo, record, Manifest.parse(artifact.manifest, pipeline_url).descriptor)
+    subject = Manifest.parse(artifact.manifest, pipeline_url).descriptor
+    store_record(dest, repo, record, subject)
+    stmt = provenance.statement(loaded, artifact, signing.identity(pipeline_ref), started=started,
+                                finished=datetime.now(timezone.utc))
+    provenance.attach_provenance(dest.target, repo, subject, stmt, key)
+    if key:
+        signing.sign_publish(dest.target, pipeline_ref, key)
     return record
 
 

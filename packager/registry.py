@@ -58,7 +58,8 @@ class Registry:
         else:
             # oras-py reads ~/.docker/config.json only; docker itself honours $DOCKER_CONFIG first.
             docker_config = os.environ.get("DOCKER_CONFIG")
-            configs = [os.path.join(docker_config, "config.json")] if docker_config else None
+            configs = [os.path.join(docker_config, "config.json")] if docker_config else []
+            configs = [c for c in configs if os.path.isfile(c)] or None
             self._oras.auth.load_configs(self._oras.get_container(f"{host}/x"), configs=configs)
             self._basic = getattr(self._oras.auth, "_basic_auth", None)
         self._challenged = False

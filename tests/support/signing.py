@@ -1,0 +1,47 @@
+"""What an attacker (or an accident) does to a signed publish, done for real in a registry or an OCI layout."""
+from __future__ import annotations
+
+import io
+import json
+
+from packager import mediatypes
+from packager.descriptor import Descriptor
+from packager.referrers import SIGNATURE, fallback_tag
+from packager.transfer import copy
+
+
+def signature_manifest(target, repo: str, digest: str) -> bytes:
+    raw, _, _ = target.resolve(repo, fallback_tag(digest, SIGNATURE))
+    return raw
+
+
+def flip_payload_byte(target, repo: str, digest: str) -> bytes:
+    """Replace the signed payload by a copy with one bit flipped, keeping the signature; returns the original
+    signature manifest (to put back with `restore_signature`)."""
+    original = signature_manifest(target, repo, digest)
+    manifest = json.loads(original)
+    layer = manifest["layers"][0]
+    with target.read_blob(repo, layer["digest"]) as f:
+        data = bytearray(f.read())
+    data[len(data) // 2] ^= 0x01
+    altered = Descriptor.for_bytes(layer["mediaType"], bytes(data))
+    target.write_blob(repo, altered, io.BytesIO(bytes(data)))
+    layer["digest"], layer["size"] = altered.digest, altered.size
+    target.write_manifest(repo, fallback_tag(digest, SIGNATURE), json.dumps(manifest).encode(),
+                          mediatypes.OCI_MANIFEST)
+    return original
+
+
+def restore_signature(target, repo: str, digest: str, raw: bytes) -> None:
+    target.write_manifest(repo, fallback_tag(digest, SIGNATURE), raw, mediatypes.OCI_MANIFEST)
+
+
+def move_tag(target, repo: str, tag: str, from_repo: str, from_tag: str) -> str:
+    """Point repo:tag at what from_repo:from_tag holds (as a re-push under the same tag does); the new digest."""
+    return copy(target, from_repo, from_tag, target, repo, tag).digest
+
+
+def replay_signature(target, repo: str, signed_digest: str, new_digest: str) -> None:
+    """Copy the signature of `signed_digest` to where the signature of `new_digest` is looked up."""
+    target.write_manifest(repo, fallback_tag(new_digest, SIGNATURE), signature_manifest(target, repo, signed_digest),
+                          mediatypes.OCI_MANIFEST)
