@@ -211,7 +211,7 @@ REGISTRY_INGRESS_ANNOTATIONS = {"nginx.ingress.kubernetes.io/proxy-body-size": "
 
 def engine_release_values(*, engine: EngineConfig, pipeline_url: str, image: str, registry_host: str,
                           oci_secret: str, pull_secret: str, claim: str, bundle_secret: str | None,
-                          bundle_sha256: str | None, ops_url: str) -> dict[str, Any]:
+                          bundle_sha256: str | None, ops_url: str, verify_key: str = "") -> dict[str, Any]:
     """Values for the publish's chart: only Secret and claim names, never a credential.
 
     The published chart already defaults pipelineUrl, image and engine to the publish's; they are set again
@@ -230,6 +230,8 @@ def engine_release_values(*, engine: EngineConfig, pipeline_url: str, image: str
         "persistence": {"enabled": True, "existingClaim": claim},
         "opsUrl": ops_url,
     }
+    if verify_key:
+        values["verifyKey"] = verify_key
     if bundle_secret is not None:
         values["existingEdgeBundleSecret"] = bundle_secret
         values["podAnnotations"] = {BUNDLE_CHECKSUM: bundle_sha256}
@@ -244,7 +246,7 @@ def docker_config_json(host: str, username: str, password: str) -> str:
 
 
 def engine_container_env(*, engine: EngineConfig, pipeline_url: str, registry_host: str,
-                         ops_url: str) -> dict[str, str]:
+                         ops_url: str, verify_key: str = "") -> dict[str, str]:
     """The engine's plain settings (the seeds' docker run -e ...); credentials are added by the caller."""
     env = {
         envvars.PIPELINE_URL: pipeline_url,
@@ -254,6 +256,8 @@ def engine_container_env(*, engine: EngineConfig, pipeline_url: str, registry_ho
     }
     if ops_url:
         env[envvars.OPS_URL] = ops_url
+    if verify_key:
+        env[envvars.VERIFY_KEY] = verify_key
     return env
 
 

@@ -156,6 +156,7 @@ class StackConfig(_Model):
     engine_image_repository: RepoPath
     engine_image_tag: str = Field(pattern=_VERSION.pattern)
     engine_platform: str
+    verify_key: str = ""          # PEM public key the engines verify publishes with (not a secret)
 
     ops_mode: Literal["cluster", "external", "none"]
     ops_host: str
