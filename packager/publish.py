@@ -27,6 +27,7 @@ from .commands import render_commands
 from .descriptor import Descriptor, Manifest, manifest_bytes
 from .errors import JoeyError, NotFound
 from .layout import OCILayout, default_store
+from .pipeline_config import EngineConfig
 from .reference import Ref, chart_repository, parse, pipeline_repository, registry_target
 from .registry import Registry
 from .spec import load_spec
@@ -149,8 +150,6 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
 
 
 def commands_for(record: dict, *, edge_bundle: str | None = None, upgrade: bool = False) -> dict:
-    from .pipeline_config import EngineConfig
-
     helm = record.get("helm") or {}
     host = record["pipeline_url"].split("/", 1)[0] if not record["pipeline_url"].startswith("oci:") else ""
     return render_commands(pipeline_url=record["pipeline_url"], engine_url=record["engine_url"],
