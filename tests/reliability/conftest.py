@@ -1,0 +1,37 @@
+"""Fixtures for the reliability suite: a published pipeline, engines and Ops centers as real processes on
+loopback, and the small helpers every scenario shares. docs/reliability.md lists the scenarios."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "engine"))   # engine_helpers: start_engine, publish_spec, tensor tables
+
+import make_models  # noqa: E402  (examples/ccfraud, put on sys.path by tests/conftest.py)
+from engine_helpers import publish_spec  # noqa: E402
+
+SPEC = """\
+name: edge-pipeline
+steps:
+  - name: ccfraud-logreg
+    model: models/ccfraud-logreg.onnx
+    tensor_fields: [tensor]
+"""
+
+
+@pytest.fixture(scope="session")
+def pipeline_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("reliability-pipeline")
+    make_models.write(root / "models")
+    (root / "pipeline.yaml").write_text(SPEC)
+    return root
+
+
+@pytest.fixture(scope="session")
+def published(pipeline_dir, registry) -> dict:
+    """The one-step ccfraud pipeline, published (no chart) to the session registry."""
+    return publish_spec(pipeline_dir / "pipeline.yaml", registry)
