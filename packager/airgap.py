@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import record as rec
 from .errors import BadArtifact, JoeyError, UnsafePath
-from .fsutil import atomic_writer
+from .fsutil import atomic_writer, safe_join
 from .layout import OCILayout
 from .publish import destination, read_record
 from .reference import parse
@@ -73,11 +73,15 @@ def import_bundle(tar_path: Path, registry: str, *, plain_http: bool = False) ->
     out: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="joey-import-") as tmp:
         root = Path(tmp)
-        with tarfile.open(tar_path) as tar:
-            for member in tar.getmembers():
-                if not (member.isfile() or member.isdir()):
-                    raise UnsafePath(member.name)
-            tar.extractall(root, filter="data")
+        try:
+            with tarfile.open(tar_path) as tar:
+                for member in tar.getmembers():
+                    if not (member.isfile() or member.isdir()):
+                        raise UnsafePath(member.name)
+                    safe_join(root, member.name)
+                tar.extractall(root, filter="data")
+        except tarfile.TarError as e:
+            raise BadArtifact(str(tar_path), f"not a readable tar archive ({e})") from None
         layout = OCILayout(root)
         if not layout.exists:
             raise BadArtifact(str(tar_path), "not an OCI image layout tarball (no oci-layout file)")

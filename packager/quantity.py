@@ -17,7 +17,10 @@ def memory_bytes(quantity: str) -> int:
         raise ValueError(f"{quantity!r} is not a Kubernetes quantity (e.g. 900Mi, 2Gi, 512M)")
     unit = m["unit"] or ""
     scale = _BINARY.get(unit) or _DECIMAL[unit]
-    value = int(float(m["num"]) * scale)
+    try:
+        value = int(float(m["num"]) * scale)
+    except OverflowError:
+        raise ValueError(f"{quantity!r} is too large") from None
     if value <= 0:
         raise ValueError(f"{quantity!r} must be greater than zero")
     return value

@@ -140,14 +140,27 @@ class _Located:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(n, path + (i,)) for i, n in enumerate(node.value)]
-        return _SCALARS.construct_object(node, deep=True)
+        try:
+            return _SCALARS.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, OverflowError) as e:  # e.g. `=` (the value tag), 5000-digit ints
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0][:120]
+            self.issue(path, f"cannot read this value: {problem}")
+            return None
+
+
+MAX_DEPTH = 64  # a spec nests 4 levels; PyYAML's composer recurses per level
 
 
 class _SafeComposer(yaml.SafeLoader):
-    """SafeLoader that refuses anchors, aliases and explicit tags while composing."""
+    """SafeLoader that refuses anchors, aliases, explicit tags and deep nesting while composing."""
+
+    _depth = 0
 
     def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
         event = self.peek_event()
+        if self._depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels",
+                                              event.start_mark)
         if isinstance(event, yaml.AliasEvent):
             raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", event.start_mark)
         if getattr(event, "anchor", None) is not None:
@@ -156,7 +169,11 @@ class _SafeComposer(yaml.SafeLoader):
         if getattr(event, "tag", None) is not None:
             raise yaml.composer.ComposerError(None, None, f"YAML tags are not allowed ({event.tag})",
                                               event.start_mark)
-        return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 _SCALARS = yaml.SafeLoader("")
@@ -239,8 +256,13 @@ def load_spec(path: str | Path, *, inspect: bool = True) -> LoadedSpec:
         if step.name in seen:
             loc.issue(("steps", i, "name"), f"step name {step.name!r} is used twice")
         seen.add(step.name)
-        mpath = model_paths[i] = (base / step.model).resolve()
-        if not mpath.is_file():
+        try:
+            mpath = model_paths[i] = (base / step.model).resolve()
+            found = mpath.is_file()
+        except (OSError, ValueError) as e:  # NUL bytes, names too long, loops
+            loc.issue(("steps", i, "model"), f"not a usable path: {e}")
+            continue
+        if not found:
             loc.issue(("steps", i, "model"), f"model file not found: {mpath}")
         elif inspect:
             try:
