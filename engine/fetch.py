@@ -1,9 +1,10 @@
 """Fetching the pipeline artifact named by PIPELINE_URL into the persistent cache, verified.
 
 The cache is PERSIST/pipelines/<manifest digest hex>/ (manifest.json, config.json, one file per model). A pull
-goes to a temp directory beside it and is renamed into place only once every blob matched its size and sha256,
-and `current` (rewritten atomically) names the last pipeline that was fetched whole. When the registry cannot
-be reached at start, the engine serves that one instead and says so.
+goes to a temp directory beside it and is renamed into place only once every blob matched its size and sha256.
+`current` (rewritten atomically by `commit`) names the pipeline the engine last started serving: it moves only
+once a pipeline is loaded (and, for an in-line update, has passed its smoke test and been swapped in). When the
+registry cannot be reached at start, the engine serves that one instead and says so.
 
 With JOEY_VERIFY_KEY, the digest the tag resolves to must carry a signature by that key (packager.signing.verify)
 before anything else is read: an unsigned pipeline, one signed by another key or one whose tag moved after
@@ -45,6 +46,8 @@ class Fetched:
     directory: Path
     digest: str          # the manifest's
     from_cache: bool     # served from the cache because the registry could not be reached
+    pipeline_url: str    # what was resolved to `digest`
+    verified_key: str | None = None  # fingerprint of the key its signature was verified with
 
 
 def is_transient(e: BaseException) -> bool:
@@ -67,8 +70,10 @@ class PipelineCache:
         return (self.directory(digest) / "manifest.json").is_file()
 
     def current(self) -> dict | None:
-        """{"digest", "pipeline_url", "fetched_at", "verified_key"} of the last pipeline fetched whole, if it is
-        still here. verified_key: the fingerprint of the key its signature was verified with, else None."""
+        """{"digest", "pipeline_url", "fetched_at", "verified_key", "configured_url"} of the pipeline last
+        served, if it is still here. verified_key: the fingerprint of the key its signature was verified with,
+        else None; configured_url: the PIPELINE_URL the engine ran with (an in-line update moves pipeline_url
+        away from it)."""
         try:
             entry = json.loads((self.root / "current").read_text())
         except (OSError, ValueError):
@@ -97,22 +102,21 @@ class PipelineCache:
         _check_layers(config, manifest, where)
         return config
 
-    def install(self, pulled: Path, digest: str, pipeline_url: str, verified_key: str | None) -> Path:
-        """Move a verified pull into place and make it current."""
+    def install(self, pulled: Path, digest: str) -> Path:
+        """Move a verified pull into place (`current` does not move: see `commit`)."""
         final = self.directory(digest)
         if final.exists():
             shutil.rmtree(pulled)
         else:
             os.replace(pulled, final)
-        self.set_current(digest, pipeline_url, verified_key)
         return final
 
-    def set_current(self, digest: str, pipeline_url: str, verified_key: str | None) -> None:
+    def set_current(self, digest: str, pipeline_url: str, verified_key: str | None, configured_url: str) -> None:
         previous = self.current()
         write_atomic(self.root / "current", json.dumps(
             {"digest": digest, "pipeline_url": pipeline_url,
              "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-             "verified_key": verified_key}).encode())
+             "verified_key": verified_key, "configured_url": configured_url}).encode())
         # Keep this pipeline and the one it replaces; drop older ones and pulls a crash left half-done.
         keep = {self.directory(digest).name, f".tmp-{digest.removeprefix('sha256:')}-{os.getpid()}"}
         if previous:
@@ -129,38 +133,14 @@ class PipelineCache:
 
 
 def fetch(settings: Settings) -> Fetched:
-    """Resolve PIPELINE_URL, pull what the cache lacks, and return the pipeline to serve.
+    """The pipeline to serve at start: PIPELINE_URL pulled as `pull` does, or, when the registry cannot be
+    reached or what it serves is not signed as it must be, the cached `current` pipeline.
 
-    Transient registry errors fall back to the cached pipeline when there is one, and are raised otherwise.
+    Transient registry errors are raised when there is nothing cached to fall back on.
     """
     cache = PipelineCache(settings.pipelines_dir)
-    ref = settings.ref
-    log.info("Fetching manifest and config for pipeline: %s", settings.pipeline_url)
     try:
-        target = open_target(ref, plain_http=settings.plain_http, username=settings.username,
-                             password=settings.password)
-        raw, _, digest = target.resolve(ref.repository, ref.reference)
-        manifest = Manifest.parse(raw, settings.pipeline_url)
-        if not is_pipeline(manifest):
-            raise BadArtifact(settings.pipeline_url, f"artifactType {manifest.artifact_type!r} and config media "
-                                                     f"type {manifest.config.media_type!r} are not a pipeline's")
-        verified_key = _verify(target, digest, settings)
-        config = _cached(cache, digest)
-        if config is not None:
-            _log_models(config)
-            cache.set_current(digest, settings.pipeline_url, verified_key)
-            log.debug("all layers were already in %s", cache.directory(digest))
-        else:
-            _, config_bytes = read_config(target, ref.repository, digest)
-            config = _parse_config(config_bytes, settings.pipeline_url)
-            tmp = cache.temp_dir(digest)
-            try:
-                _check_layers(config, manifest, settings.pipeline_url)
-                pull_to_dir(target, ref.repository, digest, tmp)
-                _log_models(config)
-                cache.install(tmp, digest, settings.pipeline_url, verified_key)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+        return pull(settings)
     except SignatureError as e:
         log.error("Refused: %s", e.one_line())
         return _fallback(cache, settings, e)
@@ -170,7 +150,56 @@ def fetch(settings: Settings) -> Fetched:
         return _fallback(cache, settings, e)
     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as e:
         return _fallback(cache, settings, e)
-    return Fetched(config, cache.directory(digest), digest, from_cache=False)
+
+
+def pull(settings: Settings) -> Fetched:
+    """Resolve PIPELINE_URL, verify its signature (JOEY_VERIFY_KEY), pull what the cache lacks. Raises on any
+    failure; never falls back and never moves `current`."""
+    cache = PipelineCache(settings.pipelines_dir)
+    ref = settings.ref
+    log.info("Fetching manifest and config for pipeline: %s", settings.pipeline_url)
+    target = _open(settings)
+    raw, _, digest = target.resolve(ref.repository, ref.reference)
+    manifest = Manifest.parse(raw, settings.pipeline_url)
+    if not is_pipeline(manifest):
+        raise BadArtifact(settings.pipeline_url, f"artifactType {manifest.artifact_type!r} and config media "
+                                                 f"type {manifest.config.media_type!r} are not a pipeline's")
+    verified_key = _verify(target, digest, settings)
+    config = _cached(cache, digest)
+    if config is not None:
+        _log_models(config)
+        log.debug("all layers were already in %s", cache.directory(digest))
+    else:
+        _, config_bytes = read_config(target, ref.repository, digest)
+        config = _parse_config(config_bytes, settings.pipeline_url)
+        tmp = cache.temp_dir(digest)
+        try:
+            _check_layers(config, manifest, settings.pipeline_url)
+            pull_to_dir(target, ref.repository, digest, tmp)
+            _log_models(config)
+            cache.install(tmp, digest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return Fetched(config, cache.directory(digest), digest, from_cache=False, pipeline_url=settings.pipeline_url,
+                   verified_key=verified_key)
+
+
+def resolve(settings: Settings) -> str:
+    """The manifest digest PIPELINE_URL names now (one manifest request): how a watched tag is seen to move."""
+    target = _open(settings)
+    return target.resolve(settings.ref.repository, settings.ref.reference)[2]
+
+
+def commit(settings: Settings, fetched: Fetched, configured_url: str) -> None:
+    """Make `fetched` the cache's `current`: call once the engine serves it, so that a restart (or a registry
+    away at the next start) serves it again."""
+    PipelineCache(settings.pipelines_dir).set_current(fetched.digest, fetched.pipeline_url, fetched.verified_key,
+                                                      configured_url)
+
+
+def _open(settings: Settings):
+    return open_target(settings.ref, plain_http=settings.plain_http, username=settings.username,
+                       password=settings.password)
 
 
 def _verify(target, digest: str, settings: Settings) -> str | None:
@@ -196,16 +225,36 @@ def _cached(cache: PipelineCache, digest: str) -> PipelineConfig | None:
         return None
 
 
-def _fallback(cache: PipelineCache, settings: Settings, error: BaseException) -> Fetched:
+def last_good(settings: Settings, configured_url: str) -> Fetched | None:
+    """The cache's `current` pipeline if an engine configured with `configured_url` (PIPELINE_URL) served it:
+    what to go back to when what that URL names now cannot be served."""
+    cache = PipelineCache(settings.pipelines_dir)
+    found = _current(cache, settings)
+    if found is None or found[0].get("configured_url") != configured_url:
+        return None
+    entry, config = found
+    return Fetched(config, cache.directory(entry["digest"]), entry["digest"], from_cache=True,
+                   pipeline_url=entry["pipeline_url"], verified_key=entry.get("verified_key"))
+
+
+def _current(cache: PipelineCache, settings: Settings) -> tuple[dict, PipelineConfig] | None:
+    """The `current` entry and its config, if it is whole and (with JOEY_VERIFY_KEY) was verified with it."""
     entry = cache.current()
     key = settings.verify_key
     if entry and key is not None and entry.get("verified_key") != key.fingerprint:
         log.warning("The cached pipeline %s was not verified with %s %s; not serving it", entry["digest"],
                     envvars.VERIFY_KEY, key.fingerprint)
-        entry = None
+        return None
     config = _cached(cache, entry["digest"]) if entry else None
-    if config is None:
+    return None if config is None else (entry, config)
+
+
+def _fallback(cache: PipelineCache, settings: Settings, error: BaseException) -> Fetched:
+    found = _current(cache, settings)
+    if found is None:
         raise error
+    entry, config = found
+    key = settings.verify_key
     digest = entry["digest"]
     other = "" if entry.get("pipeline_url") == settings.pipeline_url else \
         f" (NOTE: fetched for {entry.get('pipeline_url')}, not for this PIPELINE_URL)"
@@ -217,7 +266,8 @@ def _fallback(cache: PipelineCache, settings: Settings, error: BaseException) ->
         reason = error.one_line() if isinstance(error, JoeyError) else f"{type(error).__name__}: {error}"
         log.warning("Registry unreachable (%s): serving the cached pipeline %s version %s (%s) fetched at %s%s%s",
                     reason, config.name, config.version, digest, entry.get("fetched_at", "?"), verified, other)
-    return Fetched(config, cache.directory(digest), digest, from_cache=True)
+    return Fetched(config, cache.directory(digest), digest, from_cache=True, pipeline_url=entry.get("pipeline_url")
+                   or settings.pipeline_url, verified_key=entry.get("verified_key"))
 
 
 def _parse_config(data: bytes, where: str) -> PipelineConfig:

@@ -23,6 +23,7 @@ from packager.errors import JoeyError, NotFound
 
 from .codecs import REQUEST_TYPES, MediaType, negotiate
 from .errors import BadLogsQuery, BodyTooLarge, NotReady, UnsupportedMediaType
+from .runtime import Pipeline
 from .service import Engine
 
 log = logging.getLogger("engine")
@@ -54,18 +55,18 @@ def build_app(engine: Engine, lifespan: Callable[[Starlette], AbstractAsyncConte
                                          "version": s.model_version} for s in p.config.steps]})
 
     async def infer(request: Request) -> Response:
-        return await _infer(request)
+        return await _infer(request, engine.require_pipeline())
 
     async def infer_named(request: Request) -> Response:
+        # The name is checked against the pipeline that runs the request: an in-line update may swap another in.
         p = engine.require_pipeline()
         name = request.path_params["name"]
         if name != p.config.name:
             raise NotFound(f"pipeline {name!r}", hint=f"this engine serves {p.config.name!r}; or use /infer")
-        return await _infer(request)
+        return await _infer(request, p)
 
-    async def _infer(request: Request) -> Response:
+    async def _infer(request: Request, pipeline: Pipeline) -> Response:
         started = time.perf_counter()
-        pipeline = engine.require_pipeline()
         content_type = request.headers.get("content-type")
         if MediaType.parse(content_type or "").kind is None:
             raise UnsupportedMediaType(content_type or "(none)", REQUEST_TYPES)

@@ -1,7 +1,9 @@
-"""The engine without HTTP: settings, the inference-log store, the pipeline once it is loaded, readiness.
+"""The engine without HTTP: settings, the inference-log store, the pipeline it serves, readiness.
 
 Loading runs on a thread of its own so the server answers /health and /ready (503) meanwhile; a registry that
-cannot be reached is retried with backoff, anything else ends the process with the error's exit code.
+cannot be reached is retried with backoff, anything else ends the process with the error's exit code. Once a
+pipeline serves, engine.updates may swap a replacement in (`swap`): every request runs on the pipeline it
+found when it started.
 """
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import pyarrow as pa
@@ -19,10 +21,11 @@ from packager.errors import ConfigError, JoeyError
 
 from .codecs import ARROW_FILE, PANDAS_RECORDS, decode_request, encode
 from .errors import NotReady
-from .fetch import Fetched, fetch, is_transient
+from .fetch import Fetched, PipelineCache, commit, fetch, is_transient, last_good
 from .logstore import LogStore
 from .runtime import Pipeline
 from .settings import Settings
+from .updates import Updater, smoke_test
 from .uploader import Uploader, for_edge
 
 log = logging.getLogger("engine")
@@ -31,12 +34,26 @@ RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 30.0
 
 
+@dataclass(frozen=True)
+class Serving:
+    """The pipeline requests go to, and where it came from: replaced as a whole, never changed."""
+
+    pipeline: Pipeline
+    fetched: Fetched
+    since: float   # UNIX seconds
+
+    def describe(self) -> dict[str, Any]:
+        return {"pipeline_url": self.fetched.pipeline_url, "pipeline_digest": self.fetched.digest,
+                "pipeline_version": self.fetched.config.version}
+
+
 class Engine:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.store: LogStore | None = None
-        self.pipeline: Pipeline | None = None
+        self.serving: Serving | None = None
         self.uploader: Uploader | None = None   # with EDGE_BUNDLE: enrolls, then sends the logs to Ops
+        self.updater: Updater | None = None     # once the first pipeline is fetched (looks if the interval > 0)
         self.draining = False          # set on SIGTERM: not ready any more, in-flight requests finish
         self._reason = "the pipeline is being fetched"
         self._stop = threading.Event()
@@ -59,6 +76,8 @@ class Engine:
 
     def close(self) -> None:
         self._stop.set()
+        if self.updater is not None:
+            self.updater.stop()
         if self.uploader is not None:   # before the store closes: the page in flight is acknowledged first
             self.uploader.stop()
         self._appender.shutdown(wait=True)
@@ -72,22 +91,67 @@ class Engine:
 
     def _load(self, on_fatal: Callable[[BaseException], None]) -> None:
         try:
-            fetched = self._fetch_with_retries()
+            settings = self._resumed()
+            fetched = self._fetch_with_retries(settings)
             if fetched is None:
                 return
-            config = fetched.config
             log.info("Starting engine")
-            threads = self.settings.threads(config.engine.cpus)
-            pipeline = Pipeline(config, fetched.directory, threads, partition=self.settings.partition,
-                                digest=fetched.digest)
-            self._warm_up(pipeline)
-            self.pipeline = pipeline
+            self.updater = Updater(self, settings.pipeline_url)
+            pipeline, fetched = self._first(settings, fetched)
+            if not fetched.from_cache:
+                commit(settings, fetched, self.settings.pipeline_url)
+            self.serving = Serving(pipeline, fetched, time.time())
+            config = fetched.config
             log.info("Engine ready: pipeline %s version %s (%s), %d step(s), %d onnxruntime thread(s)%s",
-                     config.name, config.version, fetched.digest, len(config.steps), threads,
-                     " [from cache]" if fetched.from_cache else "")
+                     config.name, config.version, fetched.digest, len(config.steps),
+                     self.settings.threads(config.engine.cpus), " [from cache]" if fetched.from_cache else "")
+            if self.settings.update_interval > 0 and not self._stop.is_set():
+                self.updater.start()
         except BaseException as e:  # noqa: BLE001 - whatever stops loading must end the process visibly
             self._reason = f"loading failed: {e}"
             on_fatal(e)
+
+    def _first(self, settings: Settings, fetched: Fetched) -> tuple[Pipeline, Fetched]:
+        """The pipeline to start with, loaded. When PIPELINE_URL names another pipeline than the one served last
+        under the same PIPELINE_URL (its tag moved while the engine was down), that one is a replacement like
+        any in-line update: it must pass the smoke test, and if it cannot be served the last good one is."""
+        good = None if fetched.from_cache else last_good(settings, self.settings.pipeline_url)
+        if good is None or good.digest == fetched.digest:
+            return self.prepare(fetched), fetched
+        started = time.monotonic()
+        try:
+            pipeline = self.prepare(fetched)
+            smoke_test(pipeline)
+            return pipeline, fetched
+        except JoeyError as e:
+            self.updater.refused(settings.pipeline_url, fetched.digest, fetched, e, time.monotonic() - started, good)
+        return self.prepare(good), good
+
+    def _resumed(self) -> Settings:
+        """The settings to start with: PIPELINE_URL's, unless an in-line update moved this edge from it to
+        another URL (Ops named a replacement publish); then that one, which a restart must not undo. A new
+        PIPELINE_URL (helm upgrade, a new docker run) is simply loaded."""
+        entry = PipelineCache(self.settings.pipelines_dir).current()
+        configured = self.settings.pipeline_url
+        if not entry or entry.get("configured_url") != configured or entry.get("pipeline_url") in (None, configured):
+            return self.settings
+        log.info("PIPELINE_URL %s was updated in-line to %s; starting with that", configured, entry["pipeline_url"])
+        return self.settings.for_url(entry["pipeline_url"])
+
+    def prepare(self, fetched: Fetched) -> Pipeline:
+        """The fetched pipeline loaded into onnxruntime and warmed up, not serving yet."""
+        threads = self.settings.threads(fetched.config.engine.cpus)
+        pipeline = Pipeline(fetched.config, fetched.directory, threads, partition=self.settings.partition,
+                            digest=fetched.digest)
+        self._warm_up(pipeline)
+        return pipeline
+
+    def swap(self, pipeline: Pipeline, fetched: Fetched) -> Pipeline:
+        """Serve `pipeline` from the next request on; the one it replaces (requests in flight finish on it)."""
+        old = self.serving
+        assert old is not None, "swap() replaces a serving pipeline"
+        self.serving = Serving(pipeline, fetched, time.time())
+        return old.pipeline
 
     @staticmethod
     def _warm_up(pipeline: Pipeline) -> None:
@@ -102,16 +166,16 @@ class Engine:
         for kind in (PANDAS_RECORDS, ARROW_FILE):
             encode(result, kind)
 
-    def _fetch_with_retries(self) -> Fetched | None:
+    def _fetch_with_retries(self, settings: Settings) -> Fetched | None:
         delay = RETRY_FIRST_S
         while not self._stop.is_set():
             try:
-                return fetch(self.settings)
+                return fetch(settings)
             except Exception as e:
                 if not is_transient(e):
                     raise
                 detail = e.one_line() if isinstance(e, JoeyError) else f"{type(e).__name__}: {e}"
-                self._reason = f"cannot fetch {self.settings.pipeline_url} yet ({detail}); retrying"
+                self._reason = f"cannot fetch {settings.pipeline_url} yet ({detail}); retrying"
                 log.warning("%s; no cached pipeline to serve; retrying in %.0fs", detail, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
@@ -121,9 +185,10 @@ class Engine:
     def require_pipeline(self) -> Pipeline:
         if self.draining:
             raise NotReady("the engine is shutting down")
-        if self.pipeline is None:
+        serving = self.serving
+        if serving is None:
             raise NotReady(self._reason)
-        return self.pipeline
+        return serving.pipeline
 
     def infer(self, pipeline: Pipeline, body: bytes, content_type: str | None, answer: str) -> bytes | memoryview:
         """Decode, run, record (durably, before anything is answered) and encode one request.
@@ -146,9 +211,13 @@ class Engine:
             self.uploader.notify()
 
     def status(self) -> dict[str, Any]:
-        """GET /status: the log store's counters and, with EDGE_BUNDLE, the uploader's (docs/ops.md)."""
+        """GET /status: the log store's counters, with EDGE_BUNDLE the uploader's (docs/ops.md), what serves
+        and the in-line updater's state (docs/engine-api.md)."""
+        serving = self.serving
         return {"logs": asdict(self._require_store().stats()),
-                "upload": self.uploader.status() if self.uploader is not None else None}
+                "upload": self.uploader.status() if self.uploader is not None else None,
+                "serving": {**serving.describe(), "since": serving.since} if serving is not None else None,
+                "update": self.updater.status() if self.updater is not None else None}
 
     def logs(self, limit: int | None, answer: str) -> bytes | memoryview:
         table: pa.Table = self._require_store().read(limit)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -24,6 +24,9 @@ DEFAULT_HOST = "0.0.0.0"
 # Inference-log capacity when LOCAL_INFERENCE_STORAGE is unset: enough for days of a small edge's traffic,
 # small enough for the persistent volumes charts usually ask for.
 DEFAULT_LOG_CAPACITY = 2**30
+# Seconds between looks for a replacement pipeline (the tag re-resolved, Ops asked): a manifest GET and a small
+# POST, cheap enough for a registry and an Ops center with thousands of edges.
+DEFAULT_UPDATE_INTERVAL = 30.0
 
 _TRUE = {"true", "1"}
 _FALSE = {"false", "0", ""}
@@ -47,6 +50,12 @@ class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     verify_key: PublicKey | None = None  # JOEY_VERIFY_KEY (PEM text or a path): load only what it signed
+    update_interval: float = DEFAULT_UPDATE_INTERVAL  # JOEY_UPDATE_INTERVAL seconds; 0: no in-line updates
+    oci_registry: str = ""        # OCI_REGISTRY without scheme: the host of URLs that name none
+
+    def for_url(self, pipeline_url: str) -> "Settings":
+        """These settings serving another pipeline (an in-line update: the URL Ops names)."""
+        return replace(self, pipeline_url=pipeline_url, ref=_reference(pipeline_url, self.oci_registry))
 
     @property
     def pipelines_dir(self) -> Path:
@@ -117,6 +126,8 @@ def from_env(env: Mapping[str, str] | None = None, *, host: str = DEFAULT_HOST, 
         host=host,
         port=port,
         verify_key=_verify_key(env.get(envvars.VERIFY_KEY, "").strip()),
+        update_interval=_interval(env.get(envvars.UPDATE_INTERVAL, "").strip()),
+        oci_registry=registry,
     )
 
 
@@ -156,6 +167,19 @@ def _cpus(raw: str) -> float | None:
     if not cpus > 0 or cpus == float("inf"):
         raise ConfigError(envvars.CONFIG_CPUS, f"{raw!r} is not a positive number of CPUs (e.g. 1, 2.5)")
     return cpus
+
+
+def _interval(raw: str) -> float:
+    if not raw:
+        return DEFAULT_UPDATE_INTERVAL
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ConfigError(envvars.UPDATE_INTERVAL, f"{raw!r} is not a number of seconds (0 turns in-line updates "
+                                                   "off)")
+    return seconds
 
 
 def _positive_int(name: str, raw: str) -> int:

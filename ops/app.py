@@ -134,6 +134,11 @@ def create_app(database_url: str, admin_token: str, public_url: str, *,
               methods=["POST"]),
         Route(f"{EDGE_PATH}/logs", endpoint(models.LogPage, lambda cred, b: service.ingest(cred, b), auth=edge),
               methods=["POST"]),
+        Route(f"{EDGE_PATH}/checkin", endpoint(models.CheckIn, lambda cred, b: service.checkin(cred, b), auth=edge),
+              methods=["POST"]),
+        Route(f"{EDGE_PATH}/update_status",
+              endpoint(models.UpdateStatus, lambda cred, b: service.report_update(cred, b), auth=edge),
+              methods=["POST"]),
     ]
     app.router.routes.extend(routes)
     return app

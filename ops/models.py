@@ -1,7 +1,7 @@
 """Request bodies of the Ops API, parsed once into typed objects; a bad body is one 400 naming each field."""
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -124,6 +124,34 @@ class LogPage(_Body):
     seq_start: int = Field(ge=0, lt=2**62)
     seq_end: int = Field(ge=0, lt=2**62)
     records: list[dict[str, Any]] = Field(max_length=MAX_PAGE_RECORDS)
+
+
+class Serving(_Body):
+    """What an edge says it serves."""
+
+    pipeline_url: str = Field(max_length=2048)
+    pipeline_digest: str = Field(max_length=128)
+    pipeline_version: str = Field(max_length=128)
+
+
+class CheckIn(_Body):
+    """An edge asking which pipeline to run (docs/engine-api.md, "In-line updates")."""
+
+    edge: str
+    serving: Serving
+
+
+class UpdateStatus(_Body):
+    """The outcome of an edge's latest in-line update: `updated` (it serves the new pipeline) or `failed` (it
+    serves on the previous one, `serving`)."""
+
+    edge: str
+    status: Literal["updated", "failed"]
+    pipeline_url: str = Field(max_length=2048)
+    pipeline_digest: str | None = Field(default=None, max_length=128)
+    pipeline_version: str | None = Field(default=None, max_length=128)
+    error: str | None = Field(default=None, max_length=4096)
+    serving: Serving
 
 
 M = TypeVar("M", bound=BaseModel)

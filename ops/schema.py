@@ -52,4 +52,10 @@ STATEMENTS = (
         UNIQUE (edge_id, seq))""",
     "CREATE INDEX IF NOT EXISTS logs_by_pipeline ON logs (pipeline_name, id)",
     "CREATE INDEX IF NOT EXISTS logs_by_partition ON logs (pipeline_name, partition, id)",
+    # What each edge last said it serves (check-in) and the outcome of its last in-line update (JSON).
+    """CREATE TABLE IF NOT EXISTS edge_states (
+        edge_id TEXT PRIMARY KEY REFERENCES edges(id) ON DELETE CASCADE,
+        serving TEXT,
+        checked_in_at {REAL},
+        last_update TEXT)""",
 )

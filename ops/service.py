@@ -1,4 +1,5 @@
-"""What Ops does: publishes, edges, enrollment and log ingestion, each one database transaction.
+"""What Ops does: publishes, edges, enrollment, log ingestion and in-line update check-ins, each one database
+transaction.
 
 Enrollment (docs/ops.md): add_edge_to_publish makes a random JOIN_TOKEN, stores its digest and hands the
 token out once, inside the EDGE_BUNDLE. The edge trades it at /edge/join for a session credential. The
@@ -20,7 +21,7 @@ from packager.errors import ConfigError
 from . import logrecords, tokens
 from .db import Database
 from .errors import BadRequest, Conflict, Forbidden, Missing, Unauthorized
-from .models import AddEdge, GetLogs, LogPage, PublishRecord
+from .models import AddEdge, CheckIn, GetLogs, LogPage, PublishRecord, UpdateStatus
 
 EDGE_PATH = "/edge"
 JOIN_TOKEN_TTL = 24 * 3600.0
@@ -187,6 +188,7 @@ class OpsService:
             if edge is None:
                 raise Missing(f"no edge named {name!r}", hint="list_edges shows the edges")
             tx.execute("DELETE FROM edge_sessions WHERE edge_id = ?", (edge["id"],))
+            tx.execute("DELETE FROM edge_states WHERE edge_id = ?", (edge["id"],))
             tx.execute("DELETE FROM edges WHERE id = ?", (edge["id"],))
 
     def list_edges(self, pipeline_name: str | None) -> list[dict]:
@@ -194,8 +196,9 @@ class OpsService:
             return self._edges(tx, pipeline_name)
 
     def _edges(self, tx, pipeline_name: str | None) -> list[dict]:
-        sql = ("SELECT e.*, p.pipeline_name, p.pipeline_version, p.record FROM edges e"
-               " JOIN publishes p ON p.id = e.publish_id")
+        sql = ("SELECT e.*, p.pipeline_name, p.pipeline_version, p.record, s.serving, s.checked_in_at,"
+               " s.last_update FROM edges e JOIN publishes p ON p.id = e.publish_id"
+               " LEFT JOIN edge_states s ON s.edge_id = e.id")
         rows = (tx.all(sql + " WHERE p.pipeline_name = ? ORDER BY e.name", (pipeline_name,)) if pipeline_name
                 else tx.all(sql + " ORDER BY e.name"))
         out = []
@@ -208,6 +211,9 @@ class OpsService:
                 "cpus": limits.get("cpu"), "memory": limits.get("memory"),
                 "enrolled": r["join_token_used_at"] is not None,
                 "created_at": _iso(r["created_at"]), "last_seen": _iso(r["last_seen"]),
+                "serving": (None if r["serving"] is None else
+                            {**json.loads(r["serving"]), "checked_in_at": _iso(r["checked_in_at"])}),
+                "last_update": None if r["last_update"] is None else json.loads(r["last_update"]),
             })
         return out
 
@@ -254,6 +260,42 @@ class OpsService:
         tx.execute("UPDATE edges SET last_seen = ? WHERE id = ?", (now, row["id"]))
         return row
 
+    # ---- in-line updates ------------------------------------------------------------------------------
+
+    def checkin(self, credential: str, req: CheckIn) -> dict:
+        """Record what the edge serves; answer with the publish it is attached to (`replaces` moves it), which
+        the edge runs next if that is not what it serves."""
+        now = self.clock()
+        with self.db.transaction() as tx:
+            edge = self._edge_of(tx, credential, req.edge, now)
+            tx.execute("INSERT INTO edge_states (edge_id, serving, checked_in_at) VALUES (?, ?, ?)"
+                       " ON CONFLICT (edge_id) DO UPDATE SET serving = excluded.serving,"
+                       " checked_in_at = excluded.checked_in_at",
+                       (edge["id"], json.dumps(req.serving.model_dump()), now))
+            row = self._publish_row(tx, edge["publish_id"])
+        record = json.loads(row["record"])
+        return {"edge": edge["name"], "publish_id": row["id"], "pipeline_name": row["pipeline_name"],
+                "pipeline_version": row["pipeline_version"], "pipeline_url": row["pipeline_url"],
+                "pipeline_digest": record.get("pipeline_digest")}
+
+    def report_update(self, credential: str, req: UpdateStatus) -> dict:
+        """Keep the outcome of the edge's latest in-line update (list_edges shows it as `last_update`)."""
+        now = self.clock()
+        outcome = {**req.model_dump(exclude={"edge"}), "reported_at": _iso(now)}
+        with self.db.transaction() as tx:
+            edge = self._edge_of(tx, credential, req.edge, now)
+            tx.execute("INSERT INTO edge_states (edge_id, serving, checked_in_at, last_update) VALUES (?, ?, ?, ?)"
+                       " ON CONFLICT (edge_id) DO UPDATE SET serving = excluded.serving,"
+                       " checked_in_at = excluded.checked_in_at, last_update = excluded.last_update",
+                       (edge["id"], json.dumps(req.serving.model_dump()), now, json.dumps(outcome)))
+        return {"edge": edge["name"], "status": req.status}
+
+    def _edge_of(self, tx, credential: str, name: str, now: float) -> dict:
+        edge = self._session(tx, credential, now)
+        if name != edge["name"]:
+            raise Forbidden(f"this credential belongs to edge {edge['name']!r}, not {name!r}")
+        return edge
+
     # ---- logs ------------------------------------------------------------------------------------------
 
     def ingest(self, credential: str, page: LogPage) -> dict:
@@ -263,9 +305,7 @@ class OpsService:
                              f"{len(page.records)} records, one seq each")
         now = self.clock()
         with self.db.transaction() as tx:
-            edge = self._session(tx, credential, now)
-            if page.edge != edge["name"]:
-                raise Forbidden(f"this credential belongs to edge {edge['name']!r}, not {page.edge!r}")
+            edge = self._edge_of(tx, credential, page.edge, now)
             stamped = [logrecords.stamp(r, edge["name"], i) for i, r in enumerate(page.records)]
             pipeline = tx.one("SELECT pipeline_name FROM publishes WHERE id = ?", (edge["publish_id"],))
             dups = tx.one("SELECT COUNT(*) AS n FROM logs WHERE edge_id = ? AND seq BETWEEN ? AND ?",

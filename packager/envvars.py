@@ -25,6 +25,7 @@ OPS_PUBLIC_URL = "JOEY_OPS_PUBLIC_URL"  # ops: URL edges reach Ops at (ingress);
 PERSIST_DIR = "JOEY_PERSIST_DIR"    # engine: the persistent directory (default /persist)
 MAX_BODY = "JOEY_MAX_BODY"          # engine: request body limit
 PLAIN_HTTP = "JOEY_PLAIN_HTTP"      # engine: fetch PIPELINE_URL over plain HTTP (loopback registries)
+UPDATE_INTERVAL = "JOEY_UPDATE_INTERVAL"  # engine: seconds between looks for a replacement pipeline (tag, Ops); 0: never (default 30)
 VERIFY_KEY = "JOEY_VERIFY_KEY"  # engine: PEM public key (or a path to one) publishes must be signed with (chart value verifyKey)
 BUILDER_ID = "JOEY_BUILDER_ID"  # packager publish: runDetails.builder.id of the provenance (default https://joey.dev/packager@<version>)
 SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"  # reproducible-builds.org: the `created` timestamp
