@@ -12,6 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "examples" / "ccfraud"))   # make_models: the example's generated ONNX models
 
 from support.registry import start_registry  # noqa: E402,F401  (bench and tests share one registry starter)
 

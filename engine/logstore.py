@@ -42,7 +42,15 @@ _RESERVE_BYTES = 64 * 1024
 _SEGMENT_NAME = re.compile(r"(\d{20})\.seg")
 # One append becomes several frames only past this size, so a frame length always fits its u32 field.
 _MAX_FRAME_PAYLOAD = 64 * 2**20
+# A new segment costs a file creation and a directory fsync; at 10k-row requests (~1.5 MB each) 32 MiB spreads
+# that over ~20 appends, where 8 MiB paid it every fifth. Recovery reads one segment at a time into memory.
+SEGMENT_BYTES = 32 * 2**20
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+# Records at least this large are written with LZ4-compressed buffers (Arrow IPC body compression): the
+# metadata columns repeat one value on every row and shrink ~20x, which halves what each fdatasync flushes for
+# a 10k-row request at ~0.4 ms of CPU; smaller records cost less to write as they are.
+_COMPRESS_MIN_BYTES = 64 * 1024
+_LZ4 = pa.ipc.IpcWriteOptions(compression="lz4", use_threads=False)  # threads only cost on a 1-CPU edge
 
 
 class StoreWriteError(JoeyError):
@@ -183,7 +191,8 @@ class LogStore:
     Thread-safe. One process per directory.
     """
 
-    def __init__(self, directory: Path, capacity_bytes: int | None = None, *, segment_bytes: int = 8 * 2**20):
+    def __init__(self, directory: Path, capacity_bytes: int | None = None, *,
+                 segment_bytes: int = SEGMENT_BYTES):
         if capacity_bytes is not None and capacity_bytes <= 0:
             raise ValueError(f"capacity_bytes must be positive, got {capacity_bytes}")
         if segment_bytes <= 0:
@@ -657,11 +666,26 @@ def _encode(table: pa.Table) -> tuple[pa.Schema, list[tuple[int, pa.Buffer, int]
     rows = max(1, table.num_rows * _MAX_FRAME_PAYLOAD // max(1, table.nbytes))
     payloads = []
     for batch in table.to_batches(max_chunksize=rows):
-        message = batch.serialize()
+        message = _message(batch)
         if message.size > 0xFFFFFFFF:
             raise ValueError(f"a single record of {message.size} bytes is too large for the log store")
         payloads.append((batch.num_rows, message, zlib.crc32(message)))
     return table.schema, payloads
+
+
+def _message(batch: pa.RecordBatch) -> pa.Buffer:
+    """The record-batch IPC message of `batch`, compressed when it is large."""
+    if batch.nbytes < _COMPRESS_MIN_BYTES:
+        return batch.serialize()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema, options=_LZ4) as writer:
+        writer.write_batch(batch)
+    stream = sink.getvalue()
+    reader = pa.BufferReader(stream)
+    pa.ipc.read_message(reader)            # the stream's schema message
+    start = reader.tell()
+    pa.ipc.read_message(reader)            # the batch's (zero-copy: only the position matters)
+    return stream.slice(start, reader.tell() - start)
 
 
 def _pwrite_all(fd: int, buffers: list, offset: int) -> None:

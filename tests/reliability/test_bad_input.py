@@ -157,8 +157,6 @@ def test_malformed_records_json_is_a_4xx(engine, name):
     assert send(engine, MALFORMED_JSON[name], RECORDS).status_code != 200
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: engine/codecs.py:100 records_table catches ArrowInvalid/ArrowTypeError "
-                                       "but not the OverflowError pa.array raises for ints >= 2**63: a 500")
 @pytest.mark.parametrize("name", sorted(INT_OVERFLOW))
 def test_integers_beyond_int64_are_a_400(engine, name):
     r = requests.post(engine.url + "/infer", data=INT_OVERFLOW[name], headers={"Content-Type": RECORDS}, timeout=60)
@@ -220,9 +218,6 @@ def corrupt_offsets() -> dict[str, bytes]:
     return {name: _patch(varlist, offsets.tobytes(), values.tobytes()) for name, values in bad.items()}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: engine/codecs.py decode_request does not validate the Arrow it reads "
-                                       "(table.validate(full=True)); offsets outside their buffers crash the "
-                                       "engine process (SIGSEGV) instead of a 400")
 def test_arrow_whose_offsets_point_outside_its_buffers_is_a_400(published, tmp_path):
     """Its own engine: today one such body kills the process."""
     invalid = list(corrupt_offsets().values())
