@@ -193,8 +193,14 @@ def resolve(settings: Settings) -> str:
 def commit(settings: Settings, fetched: Fetched, configured_url: str) -> None:
     """Make `fetched` the cache's `current`: call once the engine serves it, so that a restart (or a registry
     away at the next start) serves it again."""
-    PipelineCache(settings.pipelines_dir).set_current(fetched.digest, fetched.pipeline_url, fetched.verified_key,
-                                                      configured_url)
+    try:
+        PipelineCache(settings.pipelines_dir).set_current(fetched.digest, fetched.pipeline_url,
+                                                          fetched.verified_key, configured_url)
+    except OSError as e:
+        # A full or failing /persist must not stop serving: the pipeline is loaded; only a restart's choice of
+        # cached pipeline falls back to the previous `current`.
+        log.warning("could not record %s as the current pipeline under %s (%s); serving it all the same",
+                    fetched.digest, settings.pipelines_dir, e.strerror or e)
 
 
 def _open(settings: Settings):

@@ -74,9 +74,6 @@ def test_a_full_persist_volume_while_serving(published, persist):
     assert stats.records_lost == 0 and stats.records_stored == len(ok)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: engine/fetch.py set_current (write_atomic of `current`) raises OSError "
-                                       "ENOSPC, which is not a JoeyError: loading fails and the engine exits 1 "
-                                       "instead of serving the cached pipeline from a full volume")
 def test_a_restart_on_a_full_volume_serves_the_cached_pipeline(published, persist):
     engine = start_engine(published["pipeline_url"], persist)
     assert infer(engine, 0) == 200
