@@ -203,6 +203,12 @@ def test_everything_set():
     assert pod["spec"]["tolerations"] == CASES["everything"]["tolerations"]
 
 
+@pytest.mark.parametrize("interval, expected", [(None, None), (0, "0"), (45, "45")])
+def test_update_interval_reaches_the_engine_only_when_set(interval, expected):
+    e = env(objects(values(updateInterval=interval)))
+    assert (e["JOEY_UPDATE_INTERVAL"]["value"] if "JOEY_UPDATE_INTERVAL" in e else None) == expected
+
+
 def test_tag_is_used_without_digest():
     assert container(objects(values()))["image"] == f"{IMAGE}:0.1.0"
 
@@ -249,6 +255,8 @@ def test_notes_tell_how_to_reach_the_engine():
     ({"persistence": {"size": "big"}}, "/persistence/size"),
     ({"service": {"port": 70000}}, "/service/port"),
     ({"debug": "yes"}, "/debug"),
+    ({"updateInterval": -1}, "/updateInterval"),
+    ({"updateInterval": "soon"}, "/updateInterval"),
 ])
 def test_schema_refuses_bad_values(bad, where):
     with pytest.raises(ChartError, match=re.escape(where)):
