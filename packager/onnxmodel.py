@@ -140,6 +140,14 @@ def _cache_key(path: Path) -> str:
     return hashlib.sha256(ident.encode()).hexdigest()
 
 
+def is_inspected(path: Path) -> bool:
+    """Whether this very file (same identity) was inspected before: its result is cached."""
+    try:
+        return (_cache_dir() / f"{_cache_key(path)}.json").is_file()
+    except OSError:
+        return False
+
+
 def inspect_model(path: Path, display: str | None = None) -> ModelInfo:
     """Check and describe an ONNX model file. Raises ModelError naming `display` (the spec's path)."""
     shown = display or str(path)

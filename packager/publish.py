@@ -13,6 +13,7 @@ import os
 import socket
 import tarfile
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +28,7 @@ from .commands import render_commands
 from .descriptor import Descriptor, Manifest, manifest_bytes
 from .errors import JoeyError, NotFound
 from .layout import OCILayout, default_store
+from .onnxmodel import is_inspected, sha256_file
 from .pipeline_config import EngineConfig
 from .reference import Ref, chart_repository, parse, pipeline_repository, registry_target
 from .registry import Registry
@@ -91,10 +93,14 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
     """
     started = datetime.now(timezone.utc)
     key = signing.load_signing_key(sign_key) if sign_key else None   # a bad key fails before anything is pushed
-    loaded = load_spec(spec_path)
+    if registry:
+        dest = destination(registry, plain_http=plain_http, username=username, password=password)
+        loaded = _load_while_uploading(spec_path, dest)
+    else:  # nothing may be created, not even the store, for a spec that fails
+        loaded = load_spec(spec_path)
+        dest = destination(None, store=store)
     artifact = build_artifact(loaded, source=source, revision=revision)
     cfg = artifact.config
-    dest = destination(registry, store=store, plain_http=plain_http, username=username, password=password)
     repo = dest.pipeline_repo(cfg.name)
     src = ArtifactSource(artifact)
     copy(src, src.repository, cfg.version, dest.target, repo, cfg.version)
@@ -147,6 +153,40 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
     if key:
         signing.sign_publish(dest.target, pipeline_ref, key)
     return record
+
+
+PREUPLOAD_MIN_BYTES = 8 * 2**20
+
+
+def _load_while_uploading(spec_path: str | Path, dest: Destination):
+    """load_spec, with large, not yet inspected model files already going up while onnx checks them.
+
+    Inspection parses the whole model (onnx's checker releases the GIL); the upload is bound by the registry.
+    One after the other they add up, so the blobs start as soon as the spec's structure is known. A blob is
+    content-addressed and nothing refers to it until the manifest is pushed, after every check: a spec that
+    then fails leaves no tag and no manifest, only blobs for the registry's garbage collection.
+    """
+    shape = load_spec(spec_path, inspect=False)   # names and paths; a malformed spec fails here, before uploads
+    repo = dest.pipeline_repo(shape.spec.name)
+    big = sorted({p for p in shape.model_paths if p.stat().st_size >= PREUPLOAD_MIN_BYTES and not is_inspected(p)})
+    if not big:
+        return load_spec(spec_path)
+    pool = ThreadPoolExecutor(len(big))
+    uploads = [pool.submit(_upload_file, dest.target, repo, p) for p in big]
+    try:
+        loaded = load_spec(spec_path)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    for u in uploads:
+        u.result()
+    pool.shutdown()
+    return loaded
+
+
+def _upload_file(target: Target, repo: str, path: Path) -> None:
+    sha, size = sha256_file(path)
+    target.write_blob(repo, Descriptor(mediatypes.MODEL_WEIGHT_RAW, f"sha256:{sha}", size), path)
 
 
 def commands_for(record: dict, *, edge_bundle: str | None = None, upgrade: bool = False) -> dict:

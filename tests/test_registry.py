@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import requests
 
 from packager.errors import DigestMismatch, RegistryError, SizeMismatch
 from packager.publish import publish
@@ -131,3 +132,41 @@ def test_credentials_from_the_docker_config_file(example_models, write_spec, aut
     assert os.environ["DOCKER_CONFIG"] == str(config_dir)
     rec = publish(write_spec(ONE), registry=f"{auth_registry.host}/dockercfg", plain_http=True, with_chart=False)
     assert rec["status"] == "Published"
+
+
+def _big_model(path, valid: bool = True) -> None:
+    """A 9 MiB model: large enough that publish sends it while onnx still checks it."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.zeros((9 * 2**20 // 4 // 64, 64), dtype=np.float32), "W")
+    op = "Identity" if valid else "NoSuchOp"
+    g = helper.make_graph([helper.make_node(op, ["x"], ["y"])], "big",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])], [w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+BIG = "name: big\nsteps:\n  - name: big\n    model: models/big.onnx\n"
+
+
+def test_large_model_uploaded_while_checked(write_spec, fresh_registry, tmp_path):
+    (tmp_path / "models").mkdir()
+    _big_model(tmp_path / "models" / "big.onnx")
+    rec = _publish(write_spec(BIG), fresh_registry)
+    ref = parse(rec["pipeline_url"])
+    pull_to_dir(Registry(fresh_registry.host, plain_http=True), ref.repository, ref.tag, tmp_path / "out")
+    assert (tmp_path / "out" / "big.onnx").read_bytes() == (tmp_path / "models" / "big.onnx").read_bytes()
+
+
+def test_large_model_that_fails_the_checker_leaves_no_manifest(write_spec, fresh_registry, tmp_path):
+    from packager.errors import SpecError
+
+    (tmp_path / "models").mkdir()
+    _big_model(tmp_path / "models" / "big.onnx", valid=False)
+    with pytest.raises(SpecError, match="not a valid ONNX model"):
+        _publish(write_spec(BIG), fresh_registry)
+    assert fresh_registry.requests_seen("PUT", "/manifests/") == 0
+    tags = requests.get(f"http://{fresh_registry.host}/v2/demo/pipelines/big/tags/list")
+    assert tags.status_code == 404 or not tags.json().get("tags")
