@@ -10,8 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Iterator
 
 import onnx
 from onnx import helper
@@ -168,21 +171,37 @@ def inspect_model(path: Path, display: str | None = None) -> ModelInfo:
     return info
 
 
+# Digests being computed elsewhere (publish hashes large models to start their upload early): inspection waits for
+# those instead of hashing the same bytes again on the same two cores.
+_HASHING: ContextVar[dict[Path, Future]] = ContextVar("joey_hashing", default={})
+
+
+@contextmanager
+def digests_in_progress(futures: dict[Path, Future]) -> Iterator[None]:
+    """Within this block, inspecting one of these files takes its sha256 from its future."""
+    token = _HASHING.set({p.resolve(): f for p, f in futures.items()})
+    try:
+        yield
+    finally:
+        _HASHING.reset(token)
+
+
 def _inspect(path: Path, shown: str) -> ModelInfo:
     size = path.stat().st_size
+    known = _HASHING.get().get(path.resolve())
     try:
         if size > _IN_MEMORY_LIMIT:
-            sha, _ = sha256_file(path)
+            sha = known.result()[0] if known else sha256_file(path)[0]
             onnx.checker.check_model(str(path))
             model = onnx.load(str(path), load_external_data=False)
             initializers = {i.name for i in model.graph.initializer}
         else:
             data = path.read_bytes()
             with ThreadPoolExecutor(1) as pool:
-                sha_future = pool.submit(lambda: hashlib.sha256(data).hexdigest())
+                sha_future = pool.submit(lambda: hashlib.sha256(data).hexdigest()) if known is None else None
                 onnx.checker.check_model(data)
                 model, initializers = _light_model(data)
-                sha = sha_future.result()
+                sha = sha_future.result() if sha_future else known.result()[0]
     except FileNotFoundError:
         raise ModelError(shown, "file not found") from None
     except Exception as e:  # onnx raises several unrelated types for a bad file

@@ -13,7 +13,7 @@ import os
 import socket
 import tarfile
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +28,7 @@ from .commands import render_commands
 from .descriptor import Descriptor, Manifest, manifest_bytes
 from .errors import JoeyError, NotFound
 from .layout import OCILayout, default_store
-from .onnxmodel import is_inspected, sha256_file
+from .onnxmodel import digests_in_progress, is_inspected, sha256_file
 from .pipeline_config import EngineConfig
 from .reference import Ref, chart_repository, parse, pipeline_repository, registry_target
 from .registry import Registry
@@ -171,10 +171,12 @@ def _load_while_uploading(spec_path: str | Path, dest: Destination):
     big = sorted({p for p in shape.model_paths if p.stat().st_size >= PREUPLOAD_MIN_BYTES and not is_inspected(p)})
     if not big:
         return load_spec(spec_path)
-    pool = ThreadPoolExecutor(len(big))
-    uploads = [pool.submit(_upload_file, dest.target, repo, p) for p in big]
+    pool = ThreadPoolExecutor(2 * len(big))
+    hashes = {p: pool.submit(sha256_file, p) for p in big}   # one hash each, shared with the inspection
+    uploads = [pool.submit(_upload_file, dest.target, repo, p, hashes[p]) for p in big]
     try:
-        loaded = load_spec(spec_path)
+        with digests_in_progress(hashes):
+            loaded = load_spec(spec_path)
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
@@ -184,8 +186,8 @@ def _load_while_uploading(spec_path: str | Path, dest: Destination):
     return loaded
 
 
-def _upload_file(target: Target, repo: str, path: Path) -> None:
-    sha, size = sha256_file(path)
+def _upload_file(target: Target, repo: str, path: Path, hashed: Future) -> None:
+    sha, size = hashed.result()
     target.write_blob(repo, Descriptor(mediatypes.MODEL_WEIGHT_RAW, f"sha256:{sha}", size), path)
 
 
