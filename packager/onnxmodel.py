@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -90,7 +91,7 @@ def _fields(buf: memoryview):
 
 # ModelProto.graph = 7; GraphProto.initializer = 5, sparse_initializer = 15; TensorProto.name = 8;
 # SparseTensorProto.values = 1 (a TensorProto).
-def _light_model(data: bytes) -> tuple[onnx.ModelProto, set[str]]:
+def _light_model(data) -> tuple[onnx.ModelProto, set[str]]:
     """The model without initializer payloads, and the initializer names (to tell weights from inputs)."""
     out = bytearray()
     names: set[str] = set()
@@ -111,6 +112,75 @@ def _light_model(data: bytes) -> tuple[onnx.ModelProto, set[str]]:
     model = onnx.ModelProto()
     model.ParseFromString(bytes(out))
     return model, names
+
+
+# Bytes per element of the fixed-size TensorProto.DataType values (4-bit types: half a byte, rounded up).
+_ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2,
+             17: 1, 18: 1, 19: 1, 20: 1, 21: 0.5, 22: 0.5, 23: 0.5}
+STAND_IN_MIN_BYTES = 64 * 2**20
+
+
+def _stand_in(data) -> bytes | None:
+    """The model with each top-level weight replaced by a one-element tensor of its name and type, after checking
+    that its payload holds exactly what its shape and type declare — what onnx's checker would check of it.
+
+    onnx's checker then sees the whole structure (graph, nodes, opsets, types) without parsing gigabytes of
+    weights. Anything else than plain raw_data weights (typed fields, external data, sparse, strings, unknown
+    types) gives None: the caller checks the real model instead.
+    """
+    out = bytearray()
+    for field, wire, value in _fields(memoryview(data)):
+        if not (field == 7 and wire == 2):
+            out += _encode(field, wire, value)
+            continue
+        graph = bytearray()
+        for gf, gw, gv in _fields(value):
+            if gf == 15:
+                return None
+            if gf == 5 and gw == 2:
+                stand_in = _tensor_stand_in(gv)
+                if stand_in is None:
+                    return None
+                graph += _encode(5, 2, stand_in)
+            else:
+                graph += _encode(gf, gw, gv)
+        out += _encode(7, 2, graph)
+    return bytes(out)
+
+
+def _tensor_stand_in(tensor) -> bytes | None:
+    dims: list[int] = []
+    name = raw = None
+    data_type = 0
+    for f, w, v in _fields(tensor):
+        if f == 1 and w == 0:
+            dims.append(v)
+        elif f == 1 and w == 2:
+            i = 0
+            while i < len(v):
+                d, i = _varint(v, i)
+                dims.append(d)
+        elif f == 2 and w == 0:
+            data_type = v
+        elif f == 8 and w == 2:
+            name = bytes(v)
+        elif f == 9 and w == 2:
+            raw = v
+        elif f in (12, 16):
+            continue  # doc_string, metadata_props
+        else:
+            return None  # segment, typed data, external data, data_location: not the plain case
+    itemsize = _ITEMSIZE.get(data_type)
+    if raw is None or name is None or itemsize is None:
+        return None
+    count = 1
+    for d in dims:
+        count *= d
+    expected = (count + 1) // 2 if itemsize == 0.5 else count * itemsize
+    if len(raw) != expected:
+        raise ValueError(f"TensorProto (tensor name: {name.decode('utf-8', 'replace')}) raw_data size "
+                         f"({len(raw)} bytes) does not match its shape {dims} and type")
+    return _encode(2, 0, data_type) + _encode(8, 2, name) + _encode(9, 2, b"\0" * max(1, int(itemsize + 0.5)))
 
 
 def _encode(field: int, wire: int, value) -> bytes:
@@ -190,7 +260,10 @@ def _inspect(path: Path, shown: str) -> ModelInfo:
     size = path.stat().st_size
     known = _HASHING.get().get(path.resolve())
     try:
-        if size > _IN_MEMORY_LIMIT:
+        mapped = _inspect_mapped(path, known) if size >= STAND_IN_MIN_BYTES else None
+        if mapped is not None:
+            sha, model, initializers = mapped
+        elif size > _IN_MEMORY_LIMIT:
             sha = known.result()[0] if known else sha256_file(path)[0]
             onnx.checker.check_model(str(path))
             model = onnx.load(str(path), load_external_data=False)
@@ -215,6 +288,27 @@ def _inspect(path: Path, shown: str) -> ModelInfo:
         opset={(o.domain or "ai.onnx"): o.version for o in model.opset_import},
         producer=" ".join(p for p in (model.producer_name, model.producer_version) if p),
     )
+
+
+def _inspect_mapped(path: Path, known: Future | None):
+    """A large model checked through its stand-in (see _stand_in), read through a memory map: the weights are
+    hashed but never copied or parsed. None when the model is not of the plain kind the stand-in covers."""
+    with open(path, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        view = memoryview(mapped)
+        stand_in = _stand_in(view)
+        if stand_in is None:
+            return None
+        onnx.checker.check_model(stand_in)
+        model, initializers = _light_model(view)
+        sha = known.result()[0] if known else hashlib.sha256(view).hexdigest()
+        return sha, model, initializers
+    finally:
+        try:
+            mapped.close()
+        except BufferError:
+            pass  # slices are still held by an exception on its way out; the map goes with them
 
 
 def _info_to_json(info: ModelInfo) -> dict:
