@@ -96,7 +96,6 @@ def cmd_publish(a) -> int:
 
 
 def cmd_publishes(a) -> int:
-    from . import record
     from .publish import publishes
 
     rs = publishes(a.pipeline, registry=a.registry, store=a.store, plain_http=a.plain_http)

@@ -1,7 +1,6 @@
 """Shared fixtures: real registries on loopback, generated ONNX models, an isolated local store."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 

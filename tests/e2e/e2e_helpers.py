@@ -4,9 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -14,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
 
 from engine_helpers import ARROW_FILE, RECORDS, EngineProc, start_engine, tensor_table  # noqa: E402
 from support.ops import OpsProcess  # noqa: E402
+from support.procs import wait_for  # noqa: E402
 
 PIPELINE = "e2e-ccfraud"
 SPEC = f"""\
@@ -59,18 +58,6 @@ def infer_all(engine: EngineProc, x: np.ndarray) -> None:
         n = sizes[i % len(sizes)]
         engine.infer(tensor_table(x[start:start + n]), fmt=ARROW_FILE if i % 2 else RECORDS)
         start, i = start + n, i + 1
-
-
-def wait_for(what: str, probe: Callable[[], object], deadline_s: float = DEADLINE_S):
-    """Poll `probe` until it returns something truthy, and return that; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + deadline_s
-    value = None
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {deadline_s:.0f}s (last: {value!r})")
 
 
 def ops_records(ops: OpsProcess, partition: str | None = None) -> list[dict]:

@@ -9,8 +9,9 @@ import pyarrow.ipc as ipc
 import pytest
 
 from e2e_helpers import (PIPELINE, dataset, infer_all, ops_records, packager, rows_of, start_edge, upload_status,
-                         wait_for, wait_records)
+                         wait_records)
 from engine.edge_client import EdgeClient, OpsRejected
+from support.procs import wait_for
 from packager.bundle import EdgeBundle
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from e2e_helpers import ops_records, rows_of, wait_for
+from e2e_helpers import ops_records, rows_of
+from support.procs import wait_for
 from engine.edge_client import EdgeClient
 from engine.logstore import LogStore
 from engine.uploader import Uploader

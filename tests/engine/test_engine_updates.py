@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -18,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from engine.settings import from_env
 from engine_helpers import RECORDS, features, run_model, start_engine
+from support.procs import wait_for
 from packager.errors import ConfigError
 from packager.publish import publish
 from packager.reference import parse
@@ -124,18 +123,7 @@ class Load:
         return sum(1 for v, _ in list(self.answers) if v == version)
 
     def wait_served(self, version: str, count: int = 1) -> None:
-        until(f"{count} answers of version {version}", lambda: self.served(version) >= count)
-
-
-def until(what: str, probe: Callable[[], object], deadline_s: float = 45.0):
-    """Poll `probe` until it gives something truthy, and return that; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {deadline_s:.0f}s")
+        wait_for(f"{count} answers of version {version}", lambda: self.served(version) >= count)
 
 
 def status(eng) -> dict:
@@ -149,7 +137,7 @@ def refused(eng, variant: dict) -> dict:
     def probe():
         last = status(eng)["update"]["last_update"]
         return last if last and last["pipeline_digest"] == variant["pipeline_digest"] else None
-    return until(f"the engine trying {variant['pipeline_version']}", probe)
+    return wait_for(f"the engine trying {variant['pipeline_version']}", probe)
 
 
 def check_answers(load: Load, order: list[dict], x: np.ndarray) -> None:
@@ -277,14 +265,14 @@ def test_ops_moves_the_edge_to_a_replacement_and_hears_of_a_refused_one(variants
     try:
         with Load(eng.url, x) as load:
             load.wait_served(a["pipeline_version"], 20)
-            until("the edge checking in", lambda: (edge()["serving"] or {}).get("pipeline_digest") == a["pipeline_digest"])
+            wait_for("the edge checking in", lambda: (edge()["serving"] or {}).get("pipeline_digest") == a["pipeline_digest"])
             with ops.client() as c:
                 second = c.publish(ops_record(b, [first["id"]]))
             load.wait_served(b["pipeline_version"], 20)
-            moved = until("Ops hearing of the update", lambda: (e := edge())["last_update"] and e)
+            moved = wait_for("Ops hearing of the update", lambda: (e := edge())["last_update"] and e)
             with ops.client() as c:
                 c.publish(ops_record(nan, [second["id"]]))
-            failed = until("Ops hearing of the refusal",
+            failed = wait_for("Ops hearing of the refusal",
                            lambda: (e := edge())["last_update"]["status"] == "failed" and e)
             load.wait_served(b["pipeline_version"], load.served(b["pipeline_version"]) + 20)
         check_answers(load, [a, b], x)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import secrets
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,17 +115,6 @@ def ops_ids(ops: Ops, pipeline: str, partition: str | None = None) -> list[int]:
     """The ids of every record Ops holds for the pipeline (or one edge), duplicates included."""
     with ops.client() as c:
         return ids_of_records(list(c.iter_logs(pipeline, partition=partition, page_size=10_000)))
-
-
-def wait_for(what: str, check, timeout: float = 30.0, every: float = 0.05):
-    """Poll `check()` until it returns something truthy; that value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError(f"{what}: not within {timeout}s")
 
 
 def upload_status(engine) -> dict:

@@ -15,8 +15,8 @@ import pytest
 
 from engine.edge_client import CREDENTIAL_FILE, Credential
 from engine_helpers import ARROW_FILE, start_engine
-from harness import add_edge, numbered_body, ops_behind_proxy, ops_ids, upload_status, wait_for
-from support.procs import free_port, start
+from harness import add_edge, numbered_body, ops_behind_proxy, ops_ids, upload_status
+from support.procs import free_port, start, wait_for
 
 KILLPOINT = Path(__file__).parent / "killpoint"
 STEPS = ["mkdir", "open-tmp", "replace", "after"]

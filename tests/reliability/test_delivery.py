@@ -22,9 +22,9 @@ import requests
 
 from engine.logstore import LogStore
 from engine_helpers import ARROW_FILE, start_engine
-from harness import add_edge, ids_of_table, numbered_body, ops_behind_proxy, ops_ids, start_ops, wait_for
+from harness import add_edge, ids_of_table, numbered_body, ops_behind_proxy, ops_ids, start_ops
+from support.procs import free_port, start, wait_for, wait_http
 from proxy import Forward, Request, Response
-from support.procs import free_port, start, wait_http
 
 RUNS = 20
 PER_RUN = 50

@@ -14,8 +14,8 @@ import time
 import requests
 
 from engine_helpers import ARROW_FILE, start_engine
-from harness import add_edge, numbered_body, ops_ids, start_ops, wait_for
-from support.procs import free_port
+from harness import add_edge, numbered_body, ops_ids, start_ops
+from support.procs import free_port, wait_for
 
 CAPACITY = 2**20
 ROWS = 20                 # per request

@@ -26,7 +26,8 @@ from engine.edge_client import EdgeClient
 from engine.logstore import LogStore
 from engine.uploader import Uploader
 from engine_helpers import ARROW_FILE, start_engine
-from harness import add_edge, ids_of_table, numbered_body, ops_behind_proxy, ops_ids, wait_for
+from harness import add_edge, ids_of_table, numbered_body, ops_behind_proxy, ops_ids
+from support.procs import wait_for
 from packager.bundle import EdgeBundle
 from proxy import Answer, Forward, ForwardThenCut, Hang, Request
 

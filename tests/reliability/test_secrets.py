@@ -19,7 +19,8 @@ import pytest
 
 from engine.edge_client import CREDENTIAL_FILE
 from engine_helpers import ARROW_FILE, start_engine
-from harness import numbered_body, ops_ids, start_ops, upload_status, wait_for
+from harness import numbered_body, ops_ids, start_ops, upload_status
+from support.procs import wait_for
 from packager import chart
 from packager.bundle import EdgeBundle
 

@@ -34,6 +34,18 @@ def wait_http(url: str, *, timeout: float = 30.0, ok=(200, 401), proc: subproces
     raise TimeoutError(f"{url} did not answer within {timeout}s\n{detail}")
 
 
+def wait_for(what: str, probe, timeout: float = 60.0, every: float = 0.05):
+    """Poll `probe` until it returns something truthy, and return that; fail naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {value!r})")
+
+
 def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     if proc.poll() is not None:
         return
