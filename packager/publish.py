@@ -13,7 +13,8 @@ import os
 import socket
 import tarfile
 import tempfile
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -171,24 +172,46 @@ def _load_while_uploading(spec_path: str | Path, dest: Destination):
     big = sorted({p for p in shape.model_paths if p.stat().st_size >= PREUPLOAD_MIN_BYTES and not is_inspected(p)})
     if not big:
         return load_spec(spec_path)
-    pool = ThreadPoolExecutor(2 * len(big))
-    hashes = {p: pool.submit(sha256_file, p) for p in big}   # one hash each, shared with the inspection
-    uploads = [pool.submit(_upload_file, dest.target, repo, p, hashes[p]) for p in big]
-    try:
-        with digests_in_progress(hashes):
-            loaded = load_spec(spec_path)
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    for u in uploads:
-        u.result()
-    pool.shutdown()
+    cancel = threading.Event()
+    with ThreadPoolExecutor(2 * len(big)) as pool:
+        hashes = {p: pool.submit(sha256_file, p) for p in big}   # one hash each, shared with the inspection
+        uploads = [pool.submit(_upload_file, dest.target, repo, p, hashes[p], cancel) for p in big]
+        try:
+            with digests_in_progress(hashes):
+                loaded = load_spec(spec_path)
+        except BaseException:
+            cancel.set()   # the uploads stop at their next chunk; no thread outlives this call
+            wait(uploads)
+            raise
+        for u in uploads:
+            u.result()
     return loaded
 
 
-def _upload_file(target: Target, repo: str, path: Path, hashed: Future) -> None:
+class _Cancelled(Exception):
+    pass
+
+
+class _CancellableFile(io.RawIOBase):
+    """A model file read for an upload that stops as soon as `cancel` is set."""
+
+    def __init__(self, path: Path, cancel: threading.Event):
+        self._f, self._cancel = open(path, "rb"), cancel
+
+    def read(self, n: int = -1) -> bytes:
+        if self._cancel.is_set():
+            raise _Cancelled()
+        return self._f.read(n)
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def _upload_file(target: Target, repo: str, path: Path, hashed: Future, cancel: threading.Event) -> None:
     sha, size = hashed.result()
-    target.write_blob(repo, Descriptor(mediatypes.MODEL_WEIGHT_RAW, f"sha256:{sha}", size), path)
+    with _CancellableFile(path, cancel) as f:
+        target.write_blob(repo, Descriptor(mediatypes.MODEL_WEIGHT_RAW, f"sha256:{sha}", size), f)
 
 
 def commands_for(record: dict, *, edge_bundle: str | None = None, upgrade: bool = False) -> dict:

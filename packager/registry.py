@@ -24,6 +24,9 @@ _CHUNK = 4 * 2**20
 TIMEOUT = (10, 300)  # connect, read
 
 
+_DO_REQUEST = getattr(oras.provider.Registry.do_request, "__wrapped__", oras.provider.Registry.do_request)
+
+
 class _Body:
     """A file body for requests that reports progress and can be rewound for an auth retry."""
 
@@ -74,7 +77,9 @@ class Registry:
             self._authenticate_once()
             if self._challenged and self._basic and not getattr(self._oras.auth, "token", None):
                 headers.setdefault("Authorization", f"Basic {self._basic}")
-            r = self._oras.do_request(url, method, headers=headers, **kw)
+            # oras-py's do_request is wrapped in a retry that sleeps ~2 minutes on a dead registry and would resend
+            # an already-consumed streamed body; callers here decide about retrying (the engine backs off itself).
+            r = _DO_REQUEST(self._oras, url, method, headers=headers, **kw)
         except requests.exceptions.ConnectionError as e:
             raise RegistryUnreachable(self.host, _root_cause(e), self.plain_http) from None
         except requests.exceptions.Timeout:

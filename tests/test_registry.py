@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 
 import pytest
 import requests
@@ -165,8 +166,10 @@ def test_large_model_that_fails_the_checker_leaves_no_manifest(write_spec, fresh
 
     (tmp_path / "models").mkdir()
     _big_model(tmp_path / "models" / "big.onnx", valid=False)
+    threads = threading.active_count()
     with pytest.raises(SpecError, match="not a valid ONNX model"):
         _publish(write_spec(BIG), fresh_registry)
+    assert threading.active_count() == threads, "an upload outlived the failed publish"
     assert fresh_registry.requests_seen("PUT", "/manifests/") == 0
     tags = requests.get(f"http://{fresh_registry.host}/v2/demo/pipelines/big/tags/list")
     assert tags.status_code == 404 or not tags.json().get("tags")
