@@ -1,7 +1,10 @@
 """Shared fixtures: real registries on loopback, generated ONNX models, an isolated local store."""
 from __future__ import annotations
 
+import os
 import sys
+import threading
+import traceback
 from pathlib import Path
 
 import pytest
@@ -97,6 +100,24 @@ def pytest_terminal_summary(terminalreporter):
                       "real models and data did NOT run:", red=True)
         for nodeid in _MISSING_REFERENCE:
             tr.write_line(f"  NOT RUN {nodeid}", red=True)
+
+
+def pytest_unconfigure(config):
+    """A non-daemon thread left running would hang the interpreter's exit (and CI until its time-out): wait a
+    little for stragglers, then name what is still running, with its stack, and exit non-zero at once."""
+    leftovers = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    for t in leftovers:
+        t.join(10)
+    alive = [t for t in leftovers if t.is_alive()]
+    if alive:
+        frames = sys._current_frames()
+        print(f"\nTHREAD LEAK: {len(alive)} non-daemon thread(s) still running after the tests:", file=sys.stderr)
+        for t in alive:
+            print(f"--- {t.name}", file=sys.stderr)
+            traceback.print_stack(frames.get(t.ident), file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(3)
 
 
 def pytest_configure(config):
