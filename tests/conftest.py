@@ -1,6 +1,7 @@
 """Shared fixtures: real registries on loopback, generated ONNX models, an isolated local store."""
 from __future__ import annotations
 
+import linecache
 import os
 import sys
 import threading
@@ -102,13 +103,23 @@ def pytest_terminal_summary(terminalreporter):
             tr.write_line(f"  NOT RUN {nodeid}", red=True)
 
 
+def _idle_pool_worker(frame) -> bool:
+    """An idle concurrent.futures worker (waiting for work) ends by itself at exit; a busy one would not."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "_worker" and code.co_filename.endswith(os.path.join("concurrent", "futures", "thread.py")):
+            return "work_queue.get" in linecache.getline(code.co_filename, frame.f_lineno)
+        frame = frame.f_back
+    return False
+
+
 def pytest_unconfigure(config):
     """A non-daemon thread left running would hang the interpreter's exit (and CI until its time-out): wait a
     little for stragglers, then name what is still running, with its stack, and exit non-zero at once."""
     leftovers = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     for t in leftovers:
         t.join(10)
-    alive = [t for t in leftovers if t.is_alive()]
+    alive = [t for t in leftovers if t.is_alive() and not _idle_pool_worker(sys._current_frames().get(t.ident))]
     if alive:
         frames = sys._current_frames()
         print(f"\nTHREAD LEAK: {len(alive)} non-daemon thread(s) still running after the tests:", file=sys.stderr)
