@@ -13,17 +13,10 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
 from engine_helpers import ARROW_FILE, RECORDS, EngineProc, start_engine, tensor_table  # noqa: E402
 from support.ops import OpsProcess  # noqa: E402
 from support.procs import wait_for  # noqa: E402
+from support.specs import one_step  # noqa: E402
 
 PIPELINE = "e2e-ccfraud"
-SPEC = f"""\
-name: {PIPELINE}
-steps:
-  - name: ccfraud-logreg
-    model: models/ccfraud-logreg.onnx
-    tensor_fields: [tensor]
-validations:
-  likely_fraud: out.variable > 0.5
-"""
+SPEC = one_step(PIPELINE, validation=True)
 # Small pages, so 1,000 records take many uploads; the store is bounded as an edge's would be.
 ENGINE_ENV = {"PLATEAU_PAGE_SIZE": "100", "LOCAL_INFERENCE_STORAGE": "64Mi"}
 DEADLINE_S = 60.0

@@ -13,16 +13,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import make_models  # noqa: E402  (examples/ccfraud, put on sys.path by tests/conftest.py)
 from engine_helpers import publish_spec, start_engine  # noqa: E402
+from support.specs import one_step as one_step_spec  # noqa: E402
 
-ONE_STEP = """\
-name: edge-pipeline
-steps:
-  - name: ccfraud-logreg
-    model: models/ccfraud-logreg.onnx
-    tensor_fields: [tensor]
-validations:
-  likely_fraud: out.variable > 0.5
-"""
+ONE_STEP = one_step_spec(validation=True)
 
 TWO_STEPS = """\
 name: chained

@@ -13,9 +13,9 @@ import requests
 
 from packager.build import build
 from support.procs import free_port, stop, wait_http
+from support.specs import one_step
 
-SPEC = "name: edge-pipeline\nsteps:\n  - name: ccfraud-logreg\n    model: models/ccfraud-logreg.onnx\n" \
-       "    tensor_fields: [tensor]\n"
+SPEC = one_step()
 
 
 def test_serve_from_the_local_store(example_models, write_spec, tmp_path):

@@ -13,14 +13,9 @@ sys.path.insert(0, str(HERE.parent / "engine"))   # engine_helpers: start_engine
 
 import make_models  # noqa: E402  (examples/ccfraud, put on sys.path by tests/conftest.py)
 from engine_helpers import publish_spec  # noqa: E402
+from support.specs import one_step  # noqa: E402
 
-SPEC = """\
-name: edge-pipeline
-steps:
-  - name: ccfraud-logreg
-    model: models/ccfraud-logreg.onnx
-    tensor_fields: [tensor]
-"""
+SPEC = one_step()
 
 
 @pytest.fixture(scope="session")

@@ -21,16 +21,11 @@ from packager.registry import Registry
 from packager.transfer import pull_to_dir
 from proxy import Forward, Proxy, Request, Response
 from support.procs import free_port
+from support.specs import one_step
 
 PACKAGER = Path(sys.executable).with_name("packager")
 
-V2_SPEC = """\
-name: edge-pipeline
-steps:
-  - name: ccfraud-mlp
-    model: models/ccfraud-mlp.onnx
-    tensor_fields: [tensor]
-"""
+V2_SPEC = one_step(model="ccfraud-mlp")
 
 
 @pytest.fixture(scope="module")
