@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from engine_helpers import (ARROW_FILE, encode, features, publish_spec, run_model, start_engine, tensor_table)
-from support.procs import free_port
+from support.procs import free_port, wait_for
 
 
 def test_startup_log_prints_the_seeds_lines(one_step, pipeline_dir, tmp_path):
@@ -42,6 +42,8 @@ def test_not_ready_until_the_pipeline_is_loaded(tmp_path, x_small):
     eng = start_engine(dead, tmp_path / "persist", wait_ready=False)
     try:
         assert eng.get("/health").status_code == 200
+        # "being fetched" until the first attempt fails (at once: nothing listens), then "retrying"
+        wait_for("the first failed fetch", lambda: "retrying" in eng.get("/ready").json()["error"], timeout=30)
         for path in ("/ready", "/pipelines", "/models"):
             r = eng.get(path)
             assert r.status_code == 503, path
