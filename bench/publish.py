@@ -30,9 +30,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from bench.common import start_registry, summary, timed, write_result
 from packager.publish import publish
-from packager.reference import parse
-from packager.registry import Registry
-from packager.transfer import pull_to_dir
+from joey.names import parse
+from joey.registry import Registry
+from joey.transfer import pull_to_dir
 
 
 def big_model(path: Path, mib: int) -> None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from packager.errors import JoeyError
+from joey.errors import JoeyError
 
-from .app import run
-from .settings import DEFAULT_HOST, DEFAULT_PORT, from_env
+from engine.app import run
+from engine.settings import DEFAULT_HOST, DEFAULT_PORT, from_env
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,11 +12,11 @@ from types import FrameType
 
 import uvicorn
 
-from packager.errors import JoeyError
+from joey.errors import JoeyError
 
-from .server import build_app
-from .service import Engine
-from .settings import Settings
+from engine.server import build_app
+from engine.service import Engine
+from engine.settings import Settings
 
 log = logging.getLogger("engine")
 

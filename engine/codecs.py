@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
-from .errors import BadColumn, MalformedBody, NoRows, NotAcceptable, UnsupportedMediaType
+from joey.errors import BadColumn, MalformedBody, NoRows, NotAcceptable, UnsupportedMediaType
 
 ARROW_FILE = "application/vnd.apache.arrow.file"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"

@@ -21,10 +21,10 @@ from typing import Any, Callable, Sequence
 
 import httpx
 
-from ops.errors import error_answer
-from packager.bundle import REPLACE_PLACEHOLDER, EdgeBundle
-from packager.errors import JoeyError
-from packager.fsutil import write_atomic
+from joey.errors import error_answer
+from joey.bundle import REPLACE_PLACEHOLDER, EdgeBundle
+from joey.errors import JoeyError
+from joey.fsutil import write_atomic
 
 log = logging.getLogger("joey.engine")
 CREDENTIAL_FILE = Path("edge") / "credential.json"

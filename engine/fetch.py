@@ -26,17 +26,17 @@ from pathlib import Path
 import requests
 import urllib3
 
-from packager import annotations as ann
-from packager import envvars
-from packager.descriptor import Manifest, digest_of
-from packager.errors import BadArtifact, JoeyError, RegistryError, RegistryUnreachable
-from packager.fsutil import safe_join, write_atomic
-from packager.pipeline_config import PipelineConfig
-from packager.signing import SignatureError, identity, verify
-from packager.transfer import is_pipeline, open_target, pull_to_dir, read_config
-from packager.verify import copy_verified
+from joey import annotations as ann
+from joey import envvars
+from joey.descriptor import Manifest, digest_of
+from joey.errors import BadArtifact, JoeyError, RegistryError, RegistryUnreachable
+from joey.fsutil import safe_join, write_atomic
+from joey.pipeline_config import PipelineConfig
+from joey.signing import SignatureError, identity, verify
+from joey.transfer import is_pipeline, open_target, pull_to_dir, read_config
+from joey.verify import copy_verified
 
-from .settings import Settings
+from engine.settings import Settings
 
 log = logging.getLogger("engine")
 

@@ -24,8 +24,8 @@ from typing import Iterator
 
 import pyarrow as pa
 
-from packager.errors import JoeyError
-from packager.fsutil import write_atomic
+from joey.errors import JoeyError
+from joey.fsutil import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from onnxruntime.capi.onnxruntime_pybind11_state import RuntimeException as OrtR
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from packager import validations
-from packager.errors import BadArtifact
-from packager.pipeline_config import PipelineConfig, StepConfig, TensorSig
+from joey import validations
+from joey.errors import BadArtifact
+from joey.pipeline_config import PipelineConfig, StepConfig, TensorSig
 
-from .errors import (BadColumn, InferenceFailed, MissingColumn, NonNumeric, NullValues, RaggedColumn, UnboundInputs,
+from joey.errors import (BadColumn, InferenceFailed, MissingColumn, NonNumeric, NullValues, RaggedColumn, UnboundInputs,
                      WrongWidth)
 
 

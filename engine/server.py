@@ -19,12 +19,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from packager.errors import JoeyError, NotFound
+from joey.errors import JoeyError, NotFound
 
-from .codecs import REQUEST_TYPES, MediaType, negotiate
-from .errors import BadLogsQuery, BodyTooLarge, NotReady, UnsupportedMediaType
-from .runtime import Pipeline
-from .service import Engine
+from engine.codecs import REQUEST_TYPES, MediaType, negotiate
+from joey.errors import BadLogsQuery, BodyTooLarge, NotReady, UnsupportedMediaType
+from engine.runtime import Pipeline
+from engine.service import Engine
 
 log = logging.getLogger("engine")
 

@@ -16,17 +16,17 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from packager import envvars
-from packager.errors import ConfigError, JoeyError
+from joey import envvars
+from joey.errors import ConfigError, JoeyError
 
-from .codecs import ARROW_FILE, PANDAS_RECORDS, decode_request, encode
-from .errors import NotReady
-from .fetch import Fetched, PipelineCache, commit, fetch, is_transient, last_good
-from .logstore import LogStore
-from .runtime import Pipeline
-from .settings import Settings
-from .updates import Updater, smoke_test
-from .uploader import Uploader, for_edge
+from engine.codecs import ARROW_FILE, PANDAS_RECORDS, decode_request, encode
+from joey.errors import NotReady
+from engine.fetch import Fetched, PipelineCache, commit, fetch, is_transient, last_good
+from engine.logstore import LogStore
+from engine.runtime import Pipeline
+from engine.settings import Settings
+from engine.updates import Updater, smoke_test
+from engine.uploader import Uploader, for_edge
 
 log = logging.getLogger("engine")
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
-from packager import envvars, quantity
-from packager.bundle import EdgeBundle
-from packager.errors import ConfigError, JoeyError
-from packager.reference import Ref, parse
-from packager.signing import PublicKey, load_public_key
+from joey import envvars, quantity
+from joey.bundle import EdgeBundle
+from joey.errors import ConfigError, JoeyError
+from joey.names import Ref, parse
+from joey.signing import PublicKey, load_public_key
 
 DEFAULT_PERSIST_DIR = Path("/persist")
 DEFAULT_MAX_BODY = "64Mi"

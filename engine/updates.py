@@ -30,16 +30,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from packager.errors import JoeyError
-from packager.signing import SignatureError
+from joey.errors import JoeyError
+from joey.signing import SignatureError
 
-from .edge_client import EdgeClient, OpsRejected, OpsRetryable
-from .fetch import Fetched, commit, is_transient, pull, resolve
-from .runtime import Pipeline
-from .uploader import OPS_TIMEOUT_S
+from engine.edge_client import EdgeClient, OpsRejected, OpsRetryable
+from engine.fetch import Fetched, commit, is_transient, pull, resolve
+from engine.runtime import Pipeline
+from engine.uploader import OPS_TIMEOUT_S
 
 if TYPE_CHECKING:
-    from .service import Engine
+    from engine.service import Engine
 
 log = logging.getLogger("engine")
 

@@ -30,14 +30,14 @@ import orjson
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from ops.models import MAX_PAGE_RECORDS
-from packager.errors import JoeyError
-from packager.fsutil import write_atomic
+from joey.opswire import MAX_PAGE_RECORDS
+from joey.errors import JoeyError
+from joey.fsutil import write_atomic
 
-from .codecs import PANDAS_RECORDS, encode
-from .edge_client import EdgeClient, OpsRejected, OpsRetryable
-from .logstore import LogStore, Page
-from .settings import Settings
+from engine.codecs import PANDAS_RECORDS, encode
+from engine.edge_client import EdgeClient, OpsRejected, OpsRetryable
+from engine.logstore import LogStore, Page
+from engine.settings import Settings
 
 log = logging.getLogger("engine")
 

@@ -15,9 +15,9 @@ from typing import Any, Callable, Iterable
 from pulumi_policy import (EnforcementLevel, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy,
                            StackValidationArgs, StackValidationPolicy)
 
-from . import policies
-from .docker_edge import CONTAINER_PREFIX
-from .policies import Violation
+from infra import policies
+from infra.docker_edge import CONTAINER_PREFIX
+from infra.policies import Violation
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 DOCKER_CONTAINER = "docker:index/container:Container"

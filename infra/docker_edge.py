@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from packager import envvars, quantity
-from packager.pipeline_config import EngineConfig
+from joey import envvars, quantity
+from joey.pipeline_config import EngineConfig
 
-from . import k8s_args
-from .edge import EdgeArgs
-from .ops_edge import edge_bundle
+from infra import k8s_args
+from infra.edge import EdgeArgs
+from infra.ops_edge import edge_bundle
 
 ENGINE_PORT = 8080
 CONTAINER_PREFIX = "joey-"    # engine container joey-EDGE, volume joey-EDGE-persist

@@ -6,9 +6,9 @@ from typing import Sequence
 
 import pulumi
 
-from packager.pipeline_config import EngineConfig
+from joey.pipeline_config import EngineConfig
 
-from .ops_edge import BundleSource
+from infra.ops_edge import BundleSource
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from . import k8s_args
-from .edge import EdgeArgs
-from .namespace import Namespace, NamespaceArgs
-from .ops_edge import edge_bundle
+from infra import k8s_args
+from infra.edge import EdgeArgs
+from infra.namespace import Namespace, NamespaceArgs
+from infra.ops_edge import edge_bundle
 
 COMPONENT = "engine"
 # Helm rolls an install back unless the engine is ready within this: pulling a large pipeline takes minutes.

@@ -11,8 +11,8 @@ import base64
 import json
 from typing import Any
 
-from packager import envvars
-from packager.pipeline_config import EngineConfig
+from joey import envvars
+from joey.pipeline_config import EngineConfig
 
 REGISTRY_PORT = 5000
 OPS_PORT = 8090

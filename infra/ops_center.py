@@ -12,9 +12,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from packager import envvars
+from joey import envvars
 
-from . import k8s_args
+from infra import k8s_args
 
 COMPONENT = "ops"
 # Edges enroll and upload under /edge; packager and Pulumi call the admin API under /v1/api.

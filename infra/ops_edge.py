@@ -16,8 +16,8 @@ from typing import Any, Sequence
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-from ops.client import OpsClient
-from ops.errors import Missing
+from joey.opsclient import OpsClient
+from joey.errors import Missing
 
 # Inputs whose change means a different edge in Ops: a replacement (remove_edge, then add_edge_to_publish).
 REPLACING = ("ops_url", "publish_id", "edge_name", "tags")

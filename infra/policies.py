@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Iterator, Mapping
 
-from packager import envvars, quantity
-from packager.pipeline_config import EngineConfig
+from joey import envvars, quantity
+from joey.pipeline_config import EngineConfig
 
 PERSIST = "/persist"
 EDGE_PATH = "/edge"

@@ -13,7 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from . import k8s_args
+from infra import k8s_args
 
 COMPONENT = "registry"
 

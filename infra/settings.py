@@ -17,11 +17,11 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, SecretStr, V
                       field_validator, model_validator)
 from pydantic.alias_generators import to_camel
 
-from packager import quantity
-from packager.errors import ConfigError
-from packager.pipeline_config import EngineConfig
-from packager.names import is_dns_label
-from packager.spec import DeploymentSpec
+from joey import quantity
+from joey.errors import ConfigError
+from joey.pipeline_config import EngineConfig
+from joey.names import is_dns_label
+from joey.deployment import DeploymentSpec
 
 PROJECT = "joey"
 _DIGEST_REF = re.compile(r"^[^\s@]+@sha256:[a-f0-9]{64}$")

@@ -7,14 +7,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import record as rec
-from .errors import BadArtifact, JoeyError, UnsafePath
-from .fsutil import atomic_writer, safe_join
-from .layout import OCILayout
-from .publish import destination, read_record
-from .reference import parse
-from .registry import Registry
-from .transfer import copy, open_target
+from joey import record as rec
+from joey.errors import BadArtifact, JoeyError, UnsafePath
+from joey.fsutil import atomic_writer, safe_join
+from joey.layout import OCILayout
+from packager.publish import destination
+from joey.names import parse
+from joey.registry import Registry
+from joey.transfer import copy, open_target
 
 
 @dataclass
@@ -30,7 +30,7 @@ def export_publish(pipeline_ref: str, out: Path, *, store: Path | None = None, p
     if not ref.tag:
         raise BadArtifact(pipeline_ref, "name the publish by its version (NAME:VERSION or HOST/NS/pipelines/NAME:VERSION)")
     src = open_target(ref, store=store, plain_http=plain_http)
-    record = read_record(src, ref.repository, rec.record_tag(ref.tag))
+    record = rec.read_record(src, ref.repository, rec.record_tag(ref.tag))
     name = record["pipeline_name"]
     result = Exported(out)
     with tempfile.TemporaryDirectory(prefix="joey-export-") as tmp:

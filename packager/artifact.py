@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import annotations as ann
-from . import envvars, mediatypes
-from .descriptor import Descriptor, digest_of, manifest_bytes
-from .errors import ConfigError
-from .pipeline_config import PipelineConfig
-from .spec import LoadedSpec
+from joey import annotations as ann
+from joey import envvars, mediatypes
+from joey.descriptor import Descriptor, digest_of, manifest_bytes
+from joey.errors import ConfigError
+from joey.pipeline_config import PipelineConfig
+from packager.spec import LoadedSpec
 
 
 @dataclass(frozen=True)

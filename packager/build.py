@@ -6,13 +6,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import mediatypes
-from .artifact import Artifact, build_artifact
-from .errors import NotFound
-from .layout import OCILayout, default_store
-from .reference import Ref
-from .spec import LoadedSpec, load_spec
-from .transfer import CopyResult, copy
+from joey import mediatypes
+from packager.artifact import Artifact, build_artifact
+from joey.errors import NotFound
+from joey.layout import OCILayout, default_store
+from joey.names import Ref
+from packager.spec import LoadedSpec, load_spec
+from joey.transfer import CopyResult, copy
 
 
 class ArtifactSource:

@@ -19,9 +19,9 @@ from typing import Any
 import helm_python as helm
 import yaml
 
-from . import envvars
-from .errors import ConfigError, JoeyError, RegistryError, RegistryUnreachable
-from .fsutil import atomic_writer
+from joey import envvars
+from joey.errors import ConfigError, JoeyError, RegistryError, RegistryUnreachable
+from joey.fsutil import atomic_writer
 
 # Helm stamps each tar entry, and the `created` annotation of the pushed manifest, with the chart files'
 # mtimes. Fixing them (1980-01-01, as zip and wheels do) makes a rebuild byte-identical on any checkout.

@@ -7,9 +7,9 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import __version__
-from .errors import JoeyError
-from .errors import NotFound as NotFoundError
+from joey import __version__
+from joey.errors import JoeyError
+from joey.errors import NotFound as NotFoundError
 
 
 def _print_json(obj) -> None:
@@ -24,7 +24,7 @@ def _creds(a) -> dict:
 # ---------------------------------------------------------------- verbs
 
 def cmd_validate(a) -> int:
-    from .spec import load_spec
+    from packager.spec import load_spec
 
     loaded = load_spec(a.spec)
     cfg = loaded.config
@@ -38,7 +38,7 @@ def cmd_validate(a) -> int:
 
 
 def cmd_build(a) -> int:
-    from .build import build
+    from packager.build import build
 
     b = build(a.spec, store=a.store, source=a.source, revision=a.revision)
     out = {"reference": str(b.ref), "pipeline_name": b.artifact.config.name,
@@ -52,9 +52,9 @@ def cmd_build(a) -> int:
 
 
 def cmd_push(a) -> int:
-    from .publish import destination
-    from .reference import parse
-    from .transfer import copy, open_target
+    from packager.publish import destination
+    from joey.names import parse
+    from joey.transfer import copy, open_target
 
     ref = parse(a.ref)
     src = open_target(ref, store=a.store, plain_http=a.plain_http)
@@ -74,14 +74,14 @@ def cmd_push(a) -> int:
 
 
 def _version_of(raw: bytes) -> str:
-    from .annotations import VERSION
+    from joey.annotations import VERSION
 
     return json.loads(raw).get("annotations", {}).get(VERSION, "latest")
 
 
 def cmd_publish(a) -> int:
-    from . import record
-    from .publish import publish
+    from packager.display import table
+    from packager.publish import publish
 
     r = publish(a.spec, registry=a.registry, store=a.store, plain_http=a.plain_http, replaces=a.replaces,
                 created_by=a.created_by, with_chart=not a.no_chart, source=a.source, revision=a.revision,
@@ -89,14 +89,14 @@ def cmd_publish(a) -> int:
     if a.json:
         _print_json(r)
     else:
-        print(record.table(r))
+        print(table(r))
         if a.sign_key:
             print(f"signed; check with: packager verify {r['pipeline_url']} --key PUBLIC_KEY")
     return 0
 
 
 def cmd_publishes(a) -> int:
-    from .publish import publishes
+    from packager.publish import publishes
 
     rs = publishes(a.pipeline, registry=a.registry, store=a.store, plain_http=a.plain_http)
     if a.json:
@@ -110,8 +110,8 @@ def cmd_publishes(a) -> int:
 
 
 def cmd_pull(a) -> int:
-    from .reference import parse
-    from .transfer import open_target, pull_to_dir
+    from joey.names import parse
+    from joey.transfer import open_target, pull_to_dir
 
     ref = parse(a.ref)
     src = open_target(ref, store=a.store, plain_http=a.plain_http)
@@ -128,7 +128,7 @@ def cmd_pull(a) -> int:
 
 
 def cmd_inspect(a) -> int:
-    from .inspect import describe, render
+    from packager.inspect import describe, render
 
     info = describe(a.ref, store=a.store, plain_http=a.plain_http)
     if a.json:
@@ -139,7 +139,7 @@ def cmd_inspect(a) -> int:
 
 
 def cmd_list(a) -> int:
-    from .layout import OCILayout, default_store
+    from joey.layout import OCILayout, default_store
 
     layout = OCILayout(a.store or default_store())
     rows = []
@@ -163,7 +163,7 @@ def cmd_list(a) -> int:
 
 
 def cmd_export(a) -> int:
-    from .airgap import export_publish
+    from packager.airgap import export_publish
 
     ex = export_publish(a.publish, a.out, store=a.store, plain_http=a.plain_http)
     out = {"out": str(ex.path), "refs": ex.refs, "skipped": ex.skipped}
@@ -179,7 +179,7 @@ def cmd_export(a) -> int:
 
 
 def cmd_import(a) -> int:
-    from .airgap import import_bundle
+    from packager.airgap import import_bundle
 
     refs = import_bundle(a.file, a.registry, plain_http=a.plain_http)
     if a.json:
@@ -203,7 +203,7 @@ def cmd_serve(a) -> int:
 
 
 def cmd_keygen(a) -> int:
-    from .signing import generate_keypair, load_signing_key
+    from joey.signing import generate_keypair, load_signing_key
 
     key_path, pub_path = generate_keypair(a.out)
     out = {"private_key": str(key_path), "public_key": str(pub_path),
@@ -216,9 +216,10 @@ def cmd_keygen(a) -> int:
 
 
 def cmd_sign(a) -> int:
-    from .reference import parse
-    from .signing import load_signing_key, sign_publish
-    from .transfer import open_target
+    from joey.names import parse
+    from joey.signing import load_signing_key
+    from packager.signing import sign_publish
+    from joey.transfer import open_target
 
     ref = parse(a.ref)
     key = load_signing_key(a.key, "--key")
@@ -232,10 +233,11 @@ def cmd_sign(a) -> int:
 
 
 def cmd_verify(a) -> int:
-    from .provenance import read_provenance
-    from .reference import parse
-    from .signing import load_public_key, verify_publish
-    from .transfer import open_target
+    from packager.provenance import read_provenance
+    from joey.names import parse
+    from joey.signing import load_public_key
+    from packager.signing import verify_publish
+    from joey.transfer import open_target
 
     ref = parse(a.ref)
     key = load_public_key(a.key, "--key")
@@ -257,12 +259,12 @@ def _ops(a, *, required: bool = True):
     """An OpsClient from --ops/--ops-token or JOEY_OPS_URL/JOEY_OPS_TOKEN; None when not configured and optional."""
     import os
 
-    from . import envvars
+    from joey import envvars
 
     url = getattr(a, "ops", None) or os.environ.get(envvars.OPS_URL)
     if not url and not required:
         return None
-    from ops.client import OpsClient
+    from joey.opsclient import OpsClient
 
     return OpsClient(url, os.environ.get(envvars.OPS_TOKEN))
 
@@ -271,7 +273,7 @@ def _publish_id(client, publish: str) -> int:
     """An Ops publish id, or the id of the newest publish of a pipeline reference NAME[:VERSION]."""
     if publish.isdigit():
         return int(publish)
-    from .reference import parse
+    from joey.names import parse
 
     ref = parse(publish)
     name = ref.repository.rsplit("/", 1)[-1]
@@ -284,7 +286,7 @@ def _publish_id(client, publish: str) -> int:
 
 
 def cmd_edge_add(a) -> int:
-    from .publish import commands_for
+    from packager.publish import commands_for
 
     with _ops(a) as client:
         pub = client.add_edge(_publish_id(client, a.publish), a.name, a.tag)
@@ -325,7 +327,7 @@ def cmd_edge_list(a) -> int:
 
 
 def cmd_logs_export(a) -> int:
-    from ops.export import export_logs
+    from packager.logs_export import export_logs
 
     dataset = [d for d in a.dataset.split(",") if d] if a.dataset else None
     with _ops(a) as client:
@@ -456,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     except JoeyError as e:
         if args.debug:
             traceback.print_exc()
-        from .errors import SpecError
+        from joey.errors import SpecError
 
         print(str(e) if isinstance(e, SpecError) else f"error: {e.one_line()}", file=sys.stderr)
         return e.exit_code

@@ -11,8 +11,8 @@ from functools import lru_cache
 
 import jinja2
 
-from .pipeline_config import EngineConfig
-from .quantity import docker_memory
+from joey.pipeline_config import EngineConfig
+from joey.quantity import docker_memory
 
 NOTES = {
     "docker_run": "Set EDGE_PORT, OCI_USERNAME, OCI_PASSWORD{persist} before running.",

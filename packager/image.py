@@ -25,10 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import __version__, envvars
-from .artifact import created_timestamp, git_provenance
-from .errors import JoeyError
-from .fsutil import write_atomic
+from joey import __version__, envvars
+from packager.artifact import created_timestamp, git_provenance
+from joey.errors import JoeyError
+from joey.fsutil import write_atomic
 
 log = logging.getLogger("joey.image")
 

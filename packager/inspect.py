@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import referrers
-from .pipeline_config import PipelineConfig
-from .reference import parse
-from .transfer import is_pipeline, open_target, read_config
+from joey import referrers
+from joey.pipeline_config import PipelineConfig
+from joey.names import parse
+from joey.transfer import is_pipeline, open_target, read_config
 
 
 def describe(ref_text: str, *, store: Path | None = None, plain_http: bool = False) -> dict:

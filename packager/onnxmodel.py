@@ -20,9 +20,9 @@ from typing import Iterator
 import onnx
 from onnx import helper
 
-from .errors import ModelError
-from .fsutil import write_atomic
-from .pipeline_config import ModelInfo, TensorSig
+from joey.errors import ModelError
+from joey.fsutil import write_atomic
+from joey.pipeline_config import ModelInfo, TensorSig
 
 _CHUNK = 4 * 2**20
 _IN_MEMORY_LIMIT = 2**31 - 1  # protobuf's own limit; larger models are checked by path

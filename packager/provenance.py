@@ -12,16 +12,16 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from . import __version__, envvars
-from . import annotations as ann
-from . import mediatypes
-from . import referrers as refs
-from .artifact import Artifact
-from .descriptor import Descriptor
-from .errors import BadArtifact
-from .signing import PublicKey, SigningKey, dsse_envelope, dsse_open
-from .spec import LoadedSpec
-from .transfer import Target
+from joey import __version__, envvars
+from joey import annotations as ann
+from joey import mediatypes
+from joey import referrers as refs
+from packager.artifact import Artifact
+from joey.descriptor import Descriptor
+from joey.errors import BadArtifact
+from joey.signing import PublicKey, SigningKey, dsse_envelope, dsse_open
+from packager.spec import LoadedSpec
+from joey.transfer import Target
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"

@@ -21,20 +21,23 @@ from pathlib import Path
 
 import yaml
 
-from . import __version__, envvars, mediatypes, provenance, signing
-from . import record as rec
-from .artifact import build_artifact
-from .build import ArtifactSource
-from .commands import render_commands
-from .descriptor import Descriptor, Manifest, manifest_bytes
-from .errors import JoeyError, NotFound
-from .layout import OCILayout, default_store
-from .onnxmodel import digests_in_progress, is_inspected, sha256_file
-from .pipeline_config import EngineConfig
-from .reference import Ref, chart_repository, parse, pipeline_repository, registry_target
-from .registry import Registry
-from .spec import load_spec
-from .transfer import Target, copy, open_target
+from joey import __version__, envvars, mediatypes
+
+from packager import provenance, signing
+from joey import record as rec
+from packager.artifact import build_artifact
+from packager.build import ArtifactSource
+from packager.commands import render_commands
+from joey.descriptor import Descriptor, Manifest, manifest_bytes
+from joey.errors import JoeyError, NotFound
+from joey.layout import OCILayout, default_store
+from packager.onnxmodel import digests_in_progress, is_inspected, sha256_file
+from joey.pipeline_config import EngineConfig
+from joey.names import Ref, chart_repository, parse, pipeline_repository, registry_target
+from joey.registry import Registry
+from packager.spec import load_spec
+from joey.signing import identity, load_signing_key
+from joey.transfer import Target, copy, open_target
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
     and the chart are signed and the provenance is a signed envelope (docs/signing.md).
     """
     started = datetime.now(timezone.utc)
-    key = signing.load_signing_key(sign_key) if sign_key else None   # a bad key fails before anything is pushed
+    key = load_signing_key(sign_key) if sign_key else None   # a bad key fails before anything is pushed
     if registry:
         dest = destination(registry, plain_http=plain_http, username=username, password=password)
         loaded = _load_while_uploading(spec_path, dest)
@@ -148,7 +151,7 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
                       updated_at=answer["updated_at"])
     subject = Manifest.parse(artifact.manifest, pipeline_url).descriptor
     store_record(dest, repo, record, subject)
-    stmt = provenance.statement(loaded, artifact, signing.identity(pipeline_ref), started=started,
+    stmt = provenance.statement(loaded, artifact, identity(pipeline_ref), started=started,
                                 finished=datetime.now(timezone.utc))
     provenance.attach_provenance(dest.target, repo, subject, stmt, key)
     if key:
@@ -254,23 +257,9 @@ def store_record(dest: Destination, repo: str, record: dict, subject: Descriptor
 
 def _existing_record(dest: Destination, repo: str, version: str) -> dict | None:
     try:
-        return read_record(dest.target, repo, rec.record_tag(version))
+        return rec.read_record(dest.target, repo, rec.record_tag(version))
     except NotFound:
         return None
-
-
-def read_record(target: Target, repo: str, tag: str) -> dict:
-    raw, _, _ = target.resolve(repo, tag)
-    m = Manifest.parse(raw, f"{repo}:{tag}")
-    if not m.layers or m.layers[0].media_type != rec.PUBLISH_RECORD:
-        raise NotFound(f"publish record at {repo}:{tag}")
-    with target.read_blob(repo, m.layers[0].digest) as f:
-        return json.loads(f.read(1 << 20))
-
-
-def list_records(target: Target, repo: str) -> list[dict]:
-    out = [read_record(target, repo, t) for t in target.tags(repo) if t.startswith(rec.TAG_PREFIX)]
-    return sorted(out, key=lambda r: r.get("created_at") or "")
 
 
 def find_publish(ref_or_id: str, dest: Destination) -> dict:
@@ -284,11 +273,11 @@ def find_publish(ref_or_id: str, dest: Destination) -> dict:
     else:
         target, repo = dest.target, dest.pipeline_repo(ref.repository.removeprefix("pipelines/"))
     if not ref.tag:
-        records = list_records(target, repo)
+        records = rec.list_records(target, repo)
         if not records:
             raise NotFound(f"a publish of {ref_or_id}")
         return records[-1]
-    return read_record(target, repo, rec.record_tag(ref.tag))
+    return rec.read_record(target, repo, rec.record_tag(ref.tag))
 
 
 # ---------------------------------------------------------------- charts
@@ -318,7 +307,7 @@ def parse_image(image: str) -> dict:
 
 def _publish_chart(dest: Destination, name: str, version: str, pipeline_url: str, engine_url: str, engine,
                    *, username: str | None, password: str | None) -> dict:
-    from . import chart
+    from packager import chart
 
     values = chart_values(pipeline_url, engine_url, engine, dest.host or "")
     with tempfile.TemporaryDirectory(prefix="joey-chart-") as tmp:
@@ -354,11 +343,11 @@ def publishes(pipeline: str | None, *, registry: str | None = None, store: Path 
     """Publish records from the registry (or the local store): tags + records are the truth without Ops."""
     dest = destination(registry, store=store, plain_http=plain_http)
     if pipeline:
-        return list_records(dest.target, dest.pipeline_repo(pipeline))
+        return rec.list_records(dest.target, dest.pipeline_repo(pipeline))
     if dest.layout is None:
         raise JoeyError("listing every pipeline needs the registry catalog; name a pipeline",
                         hint="packager publishes PIPELINE --registry HOST/NS")
     names = sorted({n.split(":", 1)[0].removeprefix("pipelines/") for n in OCILayout(dest.layout).ref_names()
                     if n.startswith("pipelines/")})
-    return [r for n in names for r in list_records(dest.target, dest.pipeline_repo(n))]
+    return [r for n in names for r in rec.list_records(dest.target, dest.pipeline_repo(n))]
 

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-from . import quantity, validations
-from .names import is_dns_label
-from .errors import ModelError, SpecError, SpecIssue
-from .onnxmodel import inspect_model
-from .pipeline_config import EngineConfig, ModelInfo, PipelineConfig, StepConfig
+from joey import validations
+from joey.deployment import DeploymentSpec, StrictModel
+from joey.names import is_dns_label
+from joey.errors import ModelError, SpecError, SpecIssue
+from packager.onnxmodel import inspect_model
+from joey.pipeline_config import EngineConfig, ModelInfo, PipelineConfig, StepConfig
 
 MAX_SPEC_BYTES = 1 * 2**20
 
@@ -30,11 +31,7 @@ def _dns_label(v: str) -> str:
     return v
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class StepSpec(_Strict):
+class StepSpec(StrictModel):
     name: str = Field(description="Model name, DNS-1123; also the name /models reports.")
     model: str = Field(description="Path of the ONNX file, relative to the spec file.")
     framework: Literal["onnx"] = Field("onnx", description="Only ONNX for now.")
@@ -45,31 +42,12 @@ class StepSpec(_Strict):
     _name = field_validator("name")(_dns_label)
 
 
-class DeploymentSpec(_Strict):
-    cpus: float = Field(1.0, gt=0, description="CPU limit and request; also onnxruntime's threads.")
-    memory: str = Field("1Gi", description="Memory limit and request, a Kubernetes quantity.")
-    gpus: int = Field(0, ge=0, description="nvidia.com/gpu limit; > 0 adds --gpus all to docker run.")
-    arch: Literal["x86", "arm"] = Field("x86", description="Node architecture the engine targets.")
-    accel: str = Field("none", pattern=r"^[a-z0-9][a-z0-9-]*$", description="Accelerator: none, cuda, ...")
-
-    @field_validator("cpus", mode="before")
-    @classmethod
-    def _int_cpus(cls, v: Any) -> Any:
-        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, v: str) -> str:
-        quantity.memory_bytes(v)
-        return v
-
-
-class EngineSpec(_Strict):
+class EngineSpec(StrictModel):
     image: str | None = Field(None, description="Engine image; default: $JOEY_ENGINE_IMAGE or "
                                                 "REGISTRY/engines/joey-engine:<packager version>.")
 
 
-class PipelineSpec(_Strict):
+class PipelineSpec(StrictModel):
     apiVersion: Literal["joey/v1"] = "joey/v1"
     name: str = Field(description="Pipeline name, DNS-1123; the repository is pipelines/<name>.")
     workspace: str | None = Field(None, description="Free-form grouping, shown in publish records.")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import make_models  # examples/ccfraud, put on sys.path by tests/conftest.py
-from e2e_helpers import SPEC, packager
+from support.e2e import SPEC, packager
 from support.ops import start_ops
 
 

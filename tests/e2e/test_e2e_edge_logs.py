@@ -8,11 +8,11 @@ import time
 import pyarrow.ipc as ipc
 import pytest
 
-from e2e_helpers import (PIPELINE, dataset, infer_all, ops_records, packager, rows_of, start_edge, upload_status,
+from support.e2e import (PIPELINE, dataset, infer_all, ops_records, packager, rows_of, start_edge, upload_status,
                          wait_records)
 from engine.edge_client import EdgeClient, OpsRejected
 from support.procs import wait_for
-from packager.bundle import EdgeBundle
+from joey.bundle import EdgeBundle
 
 
 def test_a_thousand_inferences_reach_ops_once_and_export(ops, add_edge, tmp_path):

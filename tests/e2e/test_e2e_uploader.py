@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from e2e_helpers import ops_records, rows_of
+from support.e2e import ops_records, rows_of
 from support.procs import wait_for
 from engine.edge_client import EdgeClient
 from engine.logstore import LogStore
 from engine.uploader import Uploader
-from packager.bundle import EdgeBundle
+from joey.bundle import EdgeBundle
 
 
 def records(first: int, n: int) -> pa.Table:

@@ -1,7 +1,6 @@
 """Engine fixtures: small ONNX models, pipelines published to the real registry, running engines."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +8,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-sys.path.insert(0, str(Path(__file__).parent))
-
 import make_models  # noqa: E402  (examples/ccfraud, put on sys.path by tests/conftest.py)
-from engine_helpers import publish_spec, start_engine  # noqa: E402
+from support.engine import publish_spec, start_engine  # noqa: E402
 from support.specs import one_step as one_step_spec  # noqa: E402
 
 ONE_STEP = one_step_spec(validation=True)

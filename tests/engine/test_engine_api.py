@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 import requests
 
-from engine_helpers import (ARROW_FILE, ARROW_STREAM, RECORDS, arrow_answer, encode, features, run_model,
+from support.engine import (ARROW_FILE, ARROW_STREAM, RECORDS, arrow_answer, encode, features, run_model,
                             tensor_table)
 
 ROWS = 64
@@ -163,7 +163,7 @@ def test_unknown_path_is_json_404(engine):
 
 
 def test_oversized_bodies_are_413_declared_or_streamed(one_step, tmp_path, x):
-    from engine_helpers import start_engine
+    from support.engine import start_engine
 
     eng = start_engine(one_step["pipeline_url"], tmp_path / "persist", JOEY_MAX_BODY="4Ki")
     try:

@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 
 from engine.codecs import (ARROW_FILE, ARROW_STREAM, PANDAS_RECORDS, decode_request, negotiate, py_float,
                            records_json, _dump)
-from engine.errors import MalformedBody, NoRows, NotAcceptable, UnsupportedMediaType
+from joey.errors import MalformedBody, NoRows, NotAcceptable, UnsupportedMediaType
 
 
 def tokens(arr: np.ndarray) -> list[bytes]:

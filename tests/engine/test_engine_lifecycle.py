@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from engine_helpers import (ARROW_FILE, encode, features, publish_spec, run_model, start_engine, tensor_table)
+from support.engine import (ARROW_FILE, encode, features, publish_spec, run_model, start_engine, tensor_table)
 from support.procs import free_port, wait_for
 
 
@@ -148,8 +148,8 @@ def test_a_damaged_cache_is_pulled_again(one_step, tmp_path, x_small):
 
 
 def test_an_artifact_that_is_no_pipeline_is_refused(registry, tmp_path):
-    from packager.descriptor import Descriptor, manifest_bytes
-    from packager.registry import Registry
+    from joey.descriptor import Descriptor, manifest_bytes
+    from joey.registry import Registry
 
     reg = Registry(registry.host, plain_http=True)
     config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from engine_helpers import ARROW_FILE, RECORDS, publish_spec, start_engine
+from support.engine import ARROW_FILE, RECORDS, publish_spec, start_engine
 
 pytestmark = pytest.mark.reference
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from engine.settings import DEFAULT_LOG_CAPACITY, from_env
-from packager.bundle import BundleError, EdgeBundle
-from packager.errors import ConfigError
+from joey.bundle import BundleError, EdgeBundle
+from joey.errors import ConfigError
 
 URL = "registry.example.com/uat/pipelines/edge-pipeline:24267587-c5df-4d43-a02b-be1e747f2e58"
 

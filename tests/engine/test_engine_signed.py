@@ -9,11 +9,12 @@ import time
 
 import pytest
 
-from engine_helpers import publish_spec, start_engine, tensor_table
+from support.engine import publish_spec, start_engine, tensor_table
 from packager.publish import publish
-from packager.reference import parse
-from packager.registry import Registry
-from packager.signing import generate_keypair, load_signing_key, sign_publish
+from joey.names import parse
+from joey.registry import Registry
+from joey.signing import generate_keypair, load_signing_key
+from packager.signing import sign_publish
 from support.procs import free_port, wait_http
 from support.signing import flip_payload_byte, move_tag, replay_signature, restore_signature
 

@@ -15,13 +15,14 @@ import requests
 from onnx import TensorProto, helper, numpy_helper
 
 from engine.settings import from_env
-from engine_helpers import RECORDS, features, run_model, start_engine
+from support.engine import RECORDS, features, run_model, start_engine
 from support.procs import wait_for
-from packager.errors import ConfigError
+from joey.errors import ConfigError
 from packager.publish import publish
-from packager.reference import parse
-from packager.registry import Registry
-from packager.signing import generate_keypair, load_signing_key, sign_publish
+from joey.names import parse
+from joey.registry import Registry
+from joey.signing import generate_keypair, load_signing_key
+from packager.signing import sign_publish
 from support.ops import start_ops
 from support.signing import move_tag
 

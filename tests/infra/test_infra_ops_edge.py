@@ -16,9 +16,9 @@ import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
 from infra.ops_edge import OpsEdgeProvider
-from ops.client import OpsClient
-from ops.errors import Conflict, Missing, OpsUnreachable, Unauthorized
-from packager.bundle import EdgeBundle
+from joey.opsclient import OpsClient
+from joey.errors import Conflict, Missing, OpsUnreachable, Unauthorized
+from joey.bundle import EdgeBundle
 from support.procs import free_port, start, stop, wait_http
 
 JOEY_OPS = str(Path(sys.executable).with_name("joey-ops"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from infra import k8s_args, policies
-from packager.pipeline_config import EngineConfig
+from joey.pipeline_config import EngineConfig
 
 ENGINE = EngineConfig(cpus=2.0, memory="900Mi")
 DIGEST = "sha256:" + "ab" * 32

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 
 from infra import k8s_args, policies
-from infra_harness import (ALL_RUNS, KUBERNETES_VERSION, Recording, docker_edges, recorded, run,
+from support.infra import (ALL_RUNS, KUBERNETES_VERSION, Recording, docker_edges, recorded, run,
                            stack_settings, without_ops)
 
 def types(rec: Recording) -> list[str]:

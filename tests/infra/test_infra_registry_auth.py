@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from infra_harness import recorded
+from support.infra import recorded
 from support.procs import free_port, start, stop, wait_http
 from support.registry import registry_binary
 

@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 
 from infra import policies
-from infra_harness import ALL_RUNS, KUBERNETES_VERSION, run, stack_settings
+from support.infra import ALL_RUNS, KUBERNETES_VERSION, run, stack_settings
 from packager import chart
 
 

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from infra import settings
-from infra_harness import STACK_NAMES, config_from, edge_stack, load_stack, project, stack_file, walk
-from packager.errors import ConfigError
+from support.infra import STACK_NAMES, config_from, edge_stack, load_stack, project, stack_file, walk
+from joey.errors import ConfigError
 
 REQUIRED = {"registryMode", "registryHost", "opsMode"}
 

@@ -2,17 +2,14 @@
 loopback, and the small helpers every scenario shares. docs/reliability.md lists the scenarios."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "engine"))   # engine_helpers: start_engine, publish_spec, tensor tables
 
 import make_models  # noqa: E402  (examples/ccfraud, put on sys.path by tests/conftest.py)
-from engine_helpers import publish_spec  # noqa: E402
+from support.engine import publish_spec  # noqa: E402
 from support.specs import one_step  # noqa: E402
 
 SPEC = one_step()

@@ -15,8 +15,8 @@ import pyarrow.ipc as ipc
 import pytest
 import requests
 
-from engine_helpers import ARROW_FILE, ARROW_STREAM, RECORDS, encode, features, start_engine, tensor_table
-from harness import rss_bytes
+from support.engine import ARROW_FILE, ARROW_STREAM, RECORDS, encode, features, start_engine, tensor_table
+from support.reliability import rss_bytes
 
 LIMIT = 1 * 2**20            # JOEY_MAX_BODY for this engine
 RSS_SLACK = 256 * 2**20      # the whole corpus may not grow the engine by more than this

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from engine.edge_client import CREDENTIAL_FILE, Credential
-from engine_helpers import ARROW_FILE, start_engine
-from harness import add_edge, numbered_body, ops_behind_proxy, ops_ids, upload_status
+from support.engine import ARROW_FILE, start_engine
+from support.reliability import add_edge, numbered_body, ops_behind_proxy, ops_ids, upload_status
 from support.procs import free_port, start, wait_for
 
 KILLPOINT = Path(__file__).parent / "killpoint"

@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from engine.logstore import LogStore
-from engine_helpers import ARROW_FILE, start_engine
-from harness import ids_of_table, numbered_body
+from support.engine import ARROW_FILE, start_engine
+from support.reliability import ids_of_table, numbered_body
 
 VOLUME = "8m"
 

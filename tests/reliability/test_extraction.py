@@ -15,12 +15,12 @@ import pytest
 
 from engine.fetch import PipelineCache, fetch
 from engine.settings import from_env
-from packager import annotations as ann
-from packager.descriptor import Descriptor, Manifest, manifest_bytes
-from packager.errors import UnsafePath
-from packager.fsutil import safe_join
-from packager.registry import Registry
-from packager.transfer import pull_to_dir
+from joey import annotations as ann
+from joey.descriptor import Descriptor, Manifest, manifest_bytes
+from joey.errors import UnsafePath
+from joey.fsutil import safe_join
+from joey.registry import Registry
+from joey.transfer import pull_to_dir
 
 PACKAGER = str(Path(sys.executable).with_name("packager"))
 HOSTILE_TITLES = ["../evil.onnx", "../../evil.onnx", "/tmp/joey-evil.onnx", "models/../../evil.onnx",

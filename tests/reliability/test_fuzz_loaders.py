@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from engine.settings import from_env
-from packager.bundle import BundleError, EdgeBundle
-from packager.errors import JoeyError, SpecError
+from joey.bundle import BundleError, EdgeBundle
+from joey.errors import JoeyError, SpecError
 from packager.spec import load_spec
 
 GOOD = {"name": "edge-pipeline", "steps": [{"name": "ccfraud-logreg", "model": "models/ccfraud-logreg.onnx",

@@ -13,8 +13,8 @@ import time
 
 import requests
 
-from engine_helpers import ARROW_FILE, start_engine
-from harness import add_edge, numbered_body, ops_ids, start_ops
+from support.engine import ARROW_FILE, start_engine
+from support.reliability import add_edge, numbered_body, ops_ids, start_ops
 from support.procs import free_port, wait_for
 
 CAPACITY = 2**20

@@ -25,11 +25,11 @@ import pyarrow.ipc as ipc
 from engine.edge_client import EdgeClient
 from engine.logstore import LogStore
 from engine.uploader import Uploader
-from engine_helpers import ARROW_FILE, start_engine
-from harness import add_edge, ids_of_table, numbered_body, ops_behind_proxy, ops_ids
+from support.engine import ARROW_FILE, start_engine
+from support.reliability import add_edge, ids_of_table, numbered_body, ops_behind_proxy, ops_ids
 from support.procs import wait_for
-from packager.bundle import EdgeBundle
-from proxy import Answer, Forward, ForwardThenCut, Hang, Request
+from joey.bundle import EdgeBundle
+from support.proxy import Answer, Forward, ForwardThenCut, Hang, Request
 
 INFERENCES = 300
 FAULT_RATE = 0.3

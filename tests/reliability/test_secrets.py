@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from engine.edge_client import CREDENTIAL_FILE
-from engine_helpers import ARROW_FILE, start_engine
-from harness import numbered_body, ops_ids, start_ops, upload_status
+from support.engine import ARROW_FILE, start_engine
+from support.reliability import numbered_body, ops_ids, start_ops, upload_status
 from support.procs import wait_for
 from packager import chart
-from packager.bundle import EdgeBundle
+from joey.bundle import EdgeBundle
 
 PACKAGER = str(Path(sys.executable).with_name("packager"))
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import requests
 
 from engine.logstore import LogStore
-from engine_helpers import ARROW_FILE, start_engine
-from harness import ids_of_table, numbered_body
+from support.engine import ARROW_FILE, start_engine
+from support.reliability import ids_of_table, numbered_body
 
 CLIENTS = 4
 ROWS = 60_000             # per request: long enough (~0.3-1 s here) to be caught in flight

@@ -15,8 +15,8 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from engine_helpers import ARROW_FILE, start_engine
-from harness import numbered_body, open_fds, rss_bytes
+from support.engine import ARROW_FILE, start_engine
+from support.reliability import numbered_body, open_fds, rss_bytes
 
 STAGES = (1, 2, 4, 8)
 STAGE_S = 4.0

@@ -14,12 +14,12 @@ import pytest
 
 from engine.fetch import PipelineCache, fetch
 from engine.settings import from_env
-from engine_helpers import features, publish_spec, start_engine, tensor_table
-from packager.descriptor import Manifest
-from packager.errors import DigestMismatch, SizeMismatch
-from packager.registry import Registry
-from packager.transfer import pull_to_dir
-from proxy import Forward, Proxy, Request, Response
+from support.engine import features, publish_spec, start_engine, tensor_table
+from joey.descriptor import Manifest
+from joey.errors import DigestMismatch, SizeMismatch
+from joey.registry import Registry
+from joey.transfer import pull_to_dir
+from support.proxy import Forward, Proxy, Request, Response
 from support.procs import free_port
 from support.specs import one_step
 

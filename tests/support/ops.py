@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ops.client import OpsClient
+from joey.opsclient import OpsClient
 from support.procs import free_port, start, stop, wait_http
 
 JOEY_OPS = str(Path(sys.executable).with_name("joey-ops"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from .procs import free_port, start, stop, wait_http
+from tests.support.procs import free_port, start, stop, wait_http
 
 
 @dataclass

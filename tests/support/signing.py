@@ -4,10 +4,10 @@ from __future__ import annotations
 import io
 import json
 
-from packager import mediatypes
-from packager.descriptor import Descriptor
-from packager.referrers import SIGNATURE, fallback_tag
-from packager.transfer import copy
+from joey import mediatypes
+from joey.descriptor import Descriptor
+from joey.referrers import SIGNATURE, fallback_tag
+from joey.transfer import copy
 
 
 def signature_manifest(target, repo: str, digest: str) -> bytes:

@@ -1,0 +1,332 @@
+"""One error hierarchy for the packager, the engine and Ops.
+
+Each subclass builds its own message from its fields (as MLServer's errors.py does); the CLI prints
+`str(err)` plus the hint on one line, and each server maps `http_status` to a JSON answer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class JoeyError(Exception):
+    """Base class. `exit_code` is for the CLI, `http_status` for the servers."""
+
+    exit_code = 1
+    http_status = 500
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+    def one_line(self) -> str:
+        return f"{self} — {self.hint}" if self.hint else str(self)
+
+
+@dataclass(frozen=True)
+class SpecIssue:
+    """One problem in a spec file, located as SPEC:LINE:COL."""
+
+    file: str
+    line: int
+    col: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.file}:{self.line}:{self.col}: {where}{self.message}"
+
+
+class SpecError(JoeyError):
+    """A spec with one or more problems; all of them are reported at once."""
+
+    exit_code = 2
+    http_status = 400
+
+    def __init__(self, issues: list[SpecIssue]):
+        self.issues = sorted(issues, key=lambda i: (i.file, i.line, i.col, i.path))
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+    def one_line(self) -> str:
+        return str(self)
+
+
+class ModelError(JoeyError):
+    exit_code = 2
+    http_status = 400
+
+    def __init__(self, path: str, problem: str):
+        self.path, self.problem = path, problem
+        super().__init__(f"model {path}: {problem}")
+
+
+class ReferenceError_(JoeyError):
+    exit_code = 2
+    http_status = 400
+
+    def __init__(self, ref: str, problem: str):
+        self.ref = ref
+        super().__init__(f"bad reference {ref!r}: {problem}",
+                         hint="use HOST[:PORT]/NAMESPACE/pipelines/NAME:VERSION, NAME[:VERSION] "
+                              "for the local store, or oci:DIR:NAME:VERSION")
+
+
+class NotFound(JoeyError):
+    exit_code = 3
+    http_status = 404
+
+    def __init__(self, what: str, hint: str | None = None):
+        super().__init__(f"not found: {what}", hint=hint)
+
+
+class RegistryError(JoeyError):
+    """A registry answered with an error status; the hint says what that status usually means."""
+
+    exit_code = 4
+    http_status = 502
+    _hints = {
+        401: "check OCI_USERNAME/OCI_PASSWORD (or `docker login`)",
+        403: "the credentials are valid but may not push/pull this repository",
+        404: "check the reference: repository or tag does not exist",
+        405: "the registry does not allow this operation (read-only or deletes disabled?)",
+        413: "the registry refused the size of the upload",
+        429: "the registry is rate-limiting; retry later",
+    }
+
+    def __init__(self, action: str, status: int, url: str, detail: str = ""):
+        self.action, self.status, self.url, self.detail = action, status, url, detail
+        msg = f"Failed to {action}: registry said {status} for {url}"
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg, hint=self._hints.get(status))
+
+
+class RegistryUnreachable(JoeyError):
+    exit_code = 4
+    http_status = 502
+
+    def __init__(self, host: str, cause: str, plain_http: bool):
+        hint = None if plain_http else "is it a plain-HTTP registry? add --plain-http"
+        super().__init__(f"registry {host} unreachable: {cause}", hint=hint)
+
+
+class DigestMismatch(JoeyError):
+    exit_code = 5
+    http_status = 502
+
+    def __init__(self, what: str, expected: str, actual: str):
+        self.expected, self.actual = expected, actual
+        super().__init__(f"digest mismatch for {what}: expected {expected}, got {actual}",
+                         hint="the content was altered in the registry or in transit; nothing was written")
+
+
+class SizeMismatch(JoeyError):
+    exit_code = 5
+    http_status = 502
+
+    def __init__(self, what: str, expected: int, actual: int):
+        super().__init__(f"size mismatch for {what}: expected {expected} bytes, got {actual}",
+                         hint="the content was altered in the registry or in transit; nothing was written")
+
+
+class UnsafePath(JoeyError):
+    exit_code = 5
+    http_status = 400
+
+    def __init__(self, title: str):
+        super().__init__(f"refusing to write {title!r}: it would land outside the output directory")
+
+
+class BadArtifact(JoeyError):
+    exit_code = 5
+    http_status = 502
+
+    def __init__(self, ref: str, problem: str):
+        super().__init__(f"{ref} is not a Joey pipeline artifact: {problem}")
+
+
+class ConfigError(JoeyError):
+    """Bad settings (environment, flags) for a command or server."""
+
+    exit_code = 2
+    http_status = 500
+
+    def __init__(self, name: str, problem: str):
+        self.name = name
+        super().__init__(f"{name}: {problem}")
+
+
+# --- requests to the engine and Ops
+
+
+class BadRequest(JoeyError):
+    """The request body or parameters cannot be used as they are."""
+
+    exit_code = 2
+    http_status = 400
+
+
+class MalformedBody(BadRequest):
+    def __init__(self, fmt: str, detail: str):
+        super().__init__(f"malformed {fmt} body: {detail}")
+
+
+class MissingColumn(BadRequest):
+    def __init__(self, column: str, model_input: str, step: str, available: list[str]):
+        have = ", ".join(repr(c) for c in available) or "none"
+        super().__init__(f"missing column {column!r}: it feeds input {model_input!r} of model {step!r} "
+                         f"(the request has columns {have})")
+
+
+class UnboundInputs(BadRequest):
+    def __init__(self, step: str, inputs: list[str], available: list[str]):
+        super().__init__(f"cannot bind the request's columns ({', '.join(map(repr, available)) or 'none'}) to "
+                         f"the inputs of model {step!r} ({', '.join(map(repr, inputs))}); name the columns "
+                         "like the inputs")
+
+
+class WrongWidth(BadRequest):
+    def __init__(self, column: str, expected: int, got: int, row: int | None = None):
+        where = f" in row {row}" if row is not None else ""
+        super().__init__(f"column {column!r} has {got} value(s) per row{where}; the model expects {expected}")
+
+
+class RaggedColumn(BadRequest):
+    def __init__(self, column: str, row: int, got: int, first: int):
+        super().__init__(f"column {column!r}: row {row} has {got} value(s) but row 0 has {first}; every row "
+                         "must have the same number of values")
+
+
+class BadColumn(BadRequest):
+    def __init__(self, column: str, detail: str):
+        super().__init__(f"column {column!r}: {detail}")
+
+
+class NonNumeric(BadRequest):
+    def __init__(self, column: str, found: str, expected: str):
+        super().__init__(f"column {column!r} holds {found}; the model expects numbers ({expected})")
+
+
+class NullValues(BadRequest):
+    def __init__(self, column: str, row: int):
+        super().__init__(f"column {column!r} has a missing (null) value in row {row}")
+
+
+class NoRows(BadRequest):
+    def __init__(self) -> None:
+        super().__init__("the request has no rows")
+
+
+class BadLogsQuery(BadRequest):
+    def __init__(self, detail: str):
+        super().__init__(f"bad /logs request: {detail}; send {{}} or {{\"limit\": N}}")
+
+
+class BodyTooLarge(JoeyError):
+    http_status = 413
+
+    def __init__(self, limit: int, size: int | None = None):
+        got = f" ({size} bytes)" if size is not None else ""
+        super().__init__(f"request body is larger than the limit of {limit} bytes{got}",
+                         hint="send fewer rows per request or raise JOEY_MAX_BODY")
+
+
+class UnsupportedMediaType(JoeyError):
+    http_status = 415
+
+    def __init__(self, content_type: str, supported: tuple[str, ...]):
+        super().__init__(f"unsupported Content-Type {content_type!r}; use one of: {', '.join(supported)}")
+
+
+class NotAcceptable(JoeyError):
+    http_status = 406
+
+    def __init__(self, accept: str, supported: tuple[str, ...]):
+        super().__init__(f"cannot answer in any type of Accept: {accept!r}; use one of: {', '.join(supported)}")
+
+
+class NotReady(JoeyError):
+    http_status = 503
+
+    def __init__(self, reason: str):
+        super().__init__(f"the pipeline is not ready: {reason}")
+
+
+class InferenceFailed(JoeyError):
+    """onnxruntime refused inputs that passed our checks (e.g. a value outside a model's index range)."""
+
+    http_status = 400
+
+    def __init__(self, step: str, detail: str):
+        super().__init__(f"model {step!r} failed on this input: {detail}")
+
+
+# --- answers from Ops
+class OpsError(JoeyError):
+    """An Ops answer other than success; the message is Ops' own."""
+
+    exit_code = 8
+    http_status = 500
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message, hint=hint)
+
+
+
+class Unauthorized(OpsError):
+    exit_code = 6
+    http_status = 401
+
+
+class Forbidden(OpsError):
+    exit_code = 6
+    http_status = 403
+
+
+class Missing(OpsError):
+    exit_code = 3
+    http_status = 404
+
+
+class Conflict(OpsError):
+    exit_code = 7
+    http_status = 409
+
+
+class PayloadTooLarge(OpsError):
+    exit_code = 2
+    http_status = 413
+
+
+class Unavailable(OpsError):
+    """The database cannot be reached or is busy: worth retrying."""
+
+    exit_code = 8
+    http_status = 503
+
+
+class OpsUnreachable(JoeyError):
+    exit_code = 8
+    http_status = 502
+
+    def __init__(self, url: str, cause: str):
+        self.url = url
+        super().__init__(f"cannot reach Ops at {url}: {cause}",
+                         hint=f"is joey-ops running at {url}? (JOEY_OPS_URL names it)")
+
+
+BY_STATUS: dict[int, type[JoeyError]] = {
+    c.http_status: c for c in (BadRequest, Unauthorized, Forbidden, Missing, Conflict, PayloadTooLarge,
+                                    Unavailable)}
+
+
+def error_answer(response) -> tuple[str, str | None]:
+    """(message, hint) of an error answer from Ops (the app's `_error` shape), or of whatever stood in its way
+    (a proxy's HTML page, say)."""
+    try:
+        answer = response.json()
+        return str(answer["message"]), answer.get("hint")
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}: {response.text[:200]}", None

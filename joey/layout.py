@@ -1,0 +1,158 @@
+"""The embedded store: an OCI image layout directory (image-spec image-layout.md).
+
+Blobs live in blobs/sha256/<hex>; index.json lists manifests with org.opencontainers.image.ref.name =
+REPOSITORY:TAG (e.g. pipelines/edge-pipeline:<version>), so `skopeo inspect --raw oci:DIR:REPOSITORY:TAG` reads
+it. Every blob is verified as it is written; index.json is replaced atomically under a lock.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterator
+
+from joey import annotations as ann
+from joey import envvars, mediatypes
+from joey.descriptor import Descriptor, Manifest
+from joey.errors import NotFound
+from joey.verify import copy_verified
+from joey.fsutil import atomic_writer, write_atomic
+
+
+def default_store() -> Path:
+    """$JOEY_STORE, else $XDG_DATA_HOME/joey/store, else ~/.local/share/joey/store."""
+    if env := os.environ.get(envvars.STORE):
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "joey" / "store"
+
+
+class OCILayout:
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    # -- structure
+    def init(self) -> "OCILayout":
+        (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        if not (self.root / "oci-layout").exists():
+            write_atomic(self.root / "oci-layout",
+                         json.dumps({"imageLayoutVersion": mediatypes.OCI_LAYOUT_VERSION}).encode())
+        if not (self.root / "index.json").exists():
+            self._write_index([])
+        return self
+
+    @property
+    def exists(self) -> bool:
+        return (self.root / "oci-layout").is_file()
+
+    def blob_path(self, digest: str) -> Path:
+        algo, _, hexd = digest.partition(":")
+        if algo != "sha256" or len(hexd) != 64 or not all(c in "0123456789abcdef" for c in hexd):
+            raise NotFound(f"blob {digest} (not a sha256 digest)")
+        return self.root / "blobs" / "sha256" / hexd
+
+    # -- blobs
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        return self.blob_path(digest).is_file()
+
+    @contextmanager
+    def read_blob(self, repository: str, digest: str) -> Iterator[IO[bytes]]:
+        try:
+            f = open(self.blob_path(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} in {self.root}") from None
+        with f:
+            yield f
+
+    def blob_bytes(self, digest: str) -> bytes:
+        with self.read_blob("", digest) as f:
+            return f.read()
+
+    def write_blob(self, repository: str, desc: Descriptor, src: IO[bytes] | Path, progress=None) -> bool:
+        """Store a blob, verifying size and digest before it is moved into place. False if already there."""
+        dest = self.blob_path(desc.digest)
+        if dest.is_file():
+            return False
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_writer(dest) as out:
+            if isinstance(src, Path):
+                with open(src, "rb") as f:
+                    copy_verified(f, out, desc, str(src), progress)
+            else:
+                copy_verified(src, out, desc, desc.digest, progress)
+        return True
+
+    def write_bytes_blob(self, desc: Descriptor, data: bytes) -> bool:
+        dest = self.blob_path(desc.digest)
+        if dest.is_file():
+            return False
+        write_atomic(dest, data)
+        return True
+
+    # -- manifests and the index
+    def read_index(self) -> list[dict]:
+        try:
+            return json.loads((self.root / "index.json").read_text()).get("manifests", [])
+        except FileNotFoundError:
+            return []
+
+    def _write_index(self, manifests: list[dict]) -> None:
+        index = {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": manifests}
+        write_atomic(self.root / "index.json", json.dumps(index, indent=2).encode())
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def write_manifest(self, repository: str, tag: str | None, raw: bytes, media_type: str) -> str:
+        """Store a manifest and point REPOSITORY:TAG at it (replacing what that name pointed to)."""
+        m = Manifest.parse(raw, f"{repository}:{tag}")
+        self.write_bytes_blob(m.descriptor, raw)
+        if tag is None:
+            return m.digest
+        name = f"{repository}:{tag}"
+        entry = m.descriptor.to_json()
+        entry["annotations"] = {ann.REF_NAME: name}
+        with self._locked():
+            manifests = [e for e in self.read_index()
+                         if (e.get("annotations") or {}).get(ann.REF_NAME) != name]
+            manifests.append(entry)
+            self._write_index(manifests)
+        return m.digest
+
+    def resolve(self, repository: str, reference: str) -> tuple[bytes, str, str]:
+        """(manifest bytes, media type, digest) of REPOSITORY:TAG or of a digest."""
+        if reference.startswith("sha256:"):
+            for e in self.read_index():
+                if e["digest"] == reference:
+                    return self.blob_bytes(reference), e.get("mediaType", mediatypes.OCI_MANIFEST), reference
+            if self.blob_exists(repository, reference):
+                raw = self.blob_bytes(reference)
+                return raw, json.loads(raw).get("mediaType", mediatypes.OCI_MANIFEST), reference
+            raise NotFound(f"{repository}@{reference} in {self.root}")
+        name = f"{repository}:{reference}"
+        for e in self.read_index():
+            if (e.get("annotations") or {}).get(ann.REF_NAME) == name:
+                return self.blob_bytes(e["digest"]), e.get("mediaType", mediatypes.OCI_MANIFEST), e["digest"]
+        raise NotFound(f"{name} in the store {self.root}", hint="`packager list` shows what the store holds")
+
+    def tags(self, repository: str) -> list[str]:
+        prefix = f"{repository}:"
+        return [n[len(prefix):] for n in self.ref_names() if n.startswith(prefix)]
+
+    def ref_names(self) -> list[str]:
+        return [(e.get("annotations") or {}).get(ann.REF_NAME, "") for e in self.read_index()
+                if (e.get("annotations") or {}).get(ann.REF_NAME)]
+
+    def entries(self) -> list[tuple[str, str]]:
+        """(ref name, manifest digest) for every tagged manifest."""
+        return [((e.get("annotations") or {})[ann.REF_NAME], e["digest"]) for e in self.read_index()
+                if (e.get("annotations") or {}).get(ann.REF_NAME)]

@@ -1,0 +1,97 @@
+"""OpsClient: the packager CLI's way to the Ops admin API. Ops' errors come back as the same JoeyError classes
+(ops.errors) with Ops' message and hint; a server that cannot be reached is OpsUnreachable."""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator, Sequence
+
+import httpx
+
+from joey import envvars
+from joey.errors import ConfigError
+
+from joey.errors import BY_STATUS, OpsError, OpsUnreachable, Unauthorized, error_answer
+
+API = "/v1/api/pipelines"
+
+
+class OpsClient:
+    def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = 30.0):
+        url = url or os.environ.get(envvars.OPS_URL)
+        token = token or os.environ.get(envvars.OPS_TOKEN)
+        if not url:
+            raise ConfigError(envvars.OPS_URL, "not set: give the Ops center's URL, e.g. http://127.0.0.1:8090")
+        if not token:
+            raise ConfigError(envvars.OPS_TOKEN, "not set: give the admin token joey-ops was started with")
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout,
+                                  headers={"Authorization": f"Bearer {token}"})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "OpsClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, action: str, endpoint: str, body: dict) -> Any:
+        try:
+            r = self._http.post(f"{API}/{endpoint}", json=body)
+        except httpx.ConnectError as e:
+            raise OpsUnreachable(self.url, f"connection refused or host unknown ({e})") from None
+        except httpx.TimeoutException:
+            raise OpsUnreachable(self.url, "timed out") from None
+        except httpx.TransportError as e:
+            raise OpsUnreachable(self.url, str(e) or type(e).__name__) from None
+        if r.is_success:
+            return r.json()
+        message, hint = error_answer(r)
+        if r.status_code == 401:
+            raise Unauthorized(f"{action}: {message}", hint="check JOEY_OPS_TOKEN: it must be the token joey-ops "
+                                                            "was started with")
+        raise BY_STATUS.get(r.status_code, OpsError)(f"{action}: {message}", hint=hint)
+
+    def publish(self, record: dict) -> dict:
+        """Register a pushed pipeline; the answer is the record with `id`, `status`, times."""
+        return self._call("publish", "publish", record)
+
+    def get_publish_status(self, publish_id: int) -> dict:
+        return self._call("get publish status", "get_publish_status", {"id": publish_id})
+
+    def list_publishes(self, pipeline: str) -> dict:
+        """{"publishes": [...], "edges": [...]} of one pipeline."""
+        return self._call("list publishes", "list_publishes_for_pipeline", {"pipeline_name": pipeline})
+
+    def add_edge(self, publish_id: int, name: str, tags: Sequence[str] = ()) -> dict:
+        """The publish with docker_run_variables.EDGE_BUNDLE and helm.values.edgeBundle for the new edge."""
+        return self._call("add edge", "add_edge_to_publish",
+                          {"pipeline_publish_id": publish_id, "name": name, "tags": list(tags)})
+
+    def remove_edge(self, name: str) -> None:
+        self._call("remove edge", "remove_edge", {"name": name})
+
+    def list_edges(self, pipeline: str | None = None) -> list[dict]:
+        return self._call("list edges", "list_edges", {"pipeline_name": pipeline})["edges"]
+
+    def get_logs(self, pipeline: str, *, partition: str | None = None, limit: int = 1000,
+                 dataset: Sequence[str] | None = None, after: int = 0) -> dict:
+        """One page: {"records": [flattened records], "next": cursor or None}."""
+        body: dict[str, Any] = {"pipeline_name": pipeline, "limit": limit, "after": after}
+        if partition is not None:
+            body["partition"] = partition
+        if dataset is not None:
+            body["dataset"] = list(dataset)
+        return self._call("get logs", "get_logs", body)
+
+    def iter_logs(self, pipeline: str, *, partition: str | None = None, dataset: Sequence[str] | None = None,
+                  page_size: int = 1000) -> Iterator[dict]:
+        """Every record of the pipeline (or partition), oldest first, a page at a time."""
+        after = 0
+        while True:
+            page = self.get_logs(pipeline, partition=partition, dataset=dataset, limit=page_size, after=after)
+            yield from page["records"]
+            if page["next"] is None:
+                return
+            after = page["next"]

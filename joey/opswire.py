@@ -1,0 +1,170 @@
+"""Request bodies of the Ops API, parsed once into typed objects; a bad body is one 400 naming each field."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from joey.names import is_dns_label
+
+from joey.errors import BadRequest
+
+MAX_TAGS = 32
+MAX_PAGE_RECORDS = 10_000
+MAX_EXPORT_PAGE = 10_000
+# Database ids are 64-bit: anything larger can name nothing (and must not reach the SQL as an overflow).
+Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+def dns_label(value: str, what: str) -> str:
+    if not is_dns_label(value):
+        raise ValueError(f"{what} must be a DNS-1123 label: lower-case letters, digits and '-', starting and "
+                         "ending with a letter or digit, at most 63 characters")
+    return value
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Helm(BaseModel):
+    """The seeds' `helm` object: where the chart is, and the values an install needs."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    chart: str | None = None
+    reference: str | None = None
+    version: str | None = None
+    values: dict[str, Any] = Field(default_factory=dict)
+
+
+class PublishRecord(BaseModel):
+    """What the packager sends after pushing a pipeline. Fields Ops does not know are kept and echoed back."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    pipeline_name: str
+    pipeline_version: str = Field(min_length=1, max_length=128)
+    pipeline_url: str = Field(min_length=1, max_length=2048)
+    pipeline_digest: str | None = None
+    engine_url: str | None = None
+    engine_config: dict[str, Any] = Field(default_factory=dict)
+    helm: Helm | None = None
+    docker_run_variables: dict[str, str] = Field(default_factory=dict)
+    workspace_name: str | None = Field(default=None, min_length=1, max_length=128)
+    created_by: str | None = None
+    replaces: list[Id | Annotated[str, Field(min_length=1, max_length=2048)]] = Field(default_factory=list,
+                                                                                         max_length=100)
+    user_images: list[str] = Field(default_factory=list)
+
+    @field_validator("pipeline_name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return dns_label(v, "pipeline_name")
+
+
+class PublishId(_Body):
+    """seed 003 sends {"id": N}; {"publish_id": N} (its parameter list) is accepted too."""
+
+    id: Id | None = None
+    publish_id: Id | None = None
+
+    @property
+    def value(self) -> int:
+        if (self.id is None) == (self.publish_id is None):
+            raise BadRequest("give the publish as exactly one of `id` or `publish_id`")
+        return self.id if self.id is not None else self.publish_id
+
+
+class PipelineName(_Body):
+    pipeline_name: str
+
+
+class AddEdge(_Body):
+    pipeline_publish_id: Id
+    name: str
+    tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return dns_label(v, "edge name")
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: list[str]) -> list[str]:
+        if any(not t or len(t) > 128 for t in v):
+            raise ValueError("each tag must be 1-128 characters")
+        return v
+
+
+class EdgeName(_Body):
+    name: str
+
+
+class ListEdges(_Body):
+    pipeline_name: str | None = None
+
+
+class GetLogs(_Body):
+    pipeline_name: str
+    partition: str | None = None
+    limit: int = Field(default=1000, ge=1, le=MAX_EXPORT_PAGE)
+    dataset: list[str] | None = None
+    after: int = Field(default=0, ge=0, le=2**63 - 1, description="Cursor: the `next` of the previous answer.")
+
+
+class Join(_Body):
+    edge: str
+    join_token: str = Field(max_length=1024)
+
+
+class LogPage(_Body):
+    """One upload from an edge: records seq_start..seq_end (inclusive) of its local log, in order."""
+
+    edge: str
+    seq_start: int = Field(ge=0, lt=2**62)
+    seq_end: int = Field(ge=0, lt=2**62)
+    records: list[dict[str, Any]] = Field(max_length=MAX_PAGE_RECORDS)
+
+
+class Serving(_Body):
+    """What an edge says it serves."""
+
+    pipeline_url: str = Field(max_length=2048)
+    pipeline_digest: str = Field(max_length=128)
+    pipeline_version: str = Field(max_length=128)
+
+
+class CheckIn(_Body):
+    """An edge asking which pipeline to run (docs/engine-api.md, "In-line updates")."""
+
+    edge: str
+    serving: Serving
+
+
+class UpdateStatus(_Body):
+    """The outcome of an edge's latest in-line update: `updated` (it serves the new pipeline) or `failed` (it
+    serves on the previous one, `serving`)."""
+
+    edge: str
+    status: Literal["updated", "failed"]
+    pipeline_url: str = Field(max_length=2048)
+    pipeline_digest: str | None = Field(default=None, max_length=128)
+    pipeline_version: str | None = Field(default=None, max_length=128)
+    error: str | None = Field(default=None, max_length=4096)
+    serving: Serving
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], body: Any) -> M:
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    try:
+        return model.model_validate(body)
+    except ValidationError as e:
+        issues = []
+        for err in e.errors(include_url=False):
+            where = ".".join(str(p) for p in err["loc"]) or "body"
+            issues.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+        raise BadRequest("; ".join(issues)) from None

@@ -1,0 +1,47 @@
+"""The publish record: what a publish produced, in the seeds' field names, and its OCI artifact form."""
+from __future__ import annotations
+
+import json
+
+from joey import mediatypes
+from joey.descriptor import Descriptor, Manifest, manifest_bytes
+from joey.errors import NotFound
+from joey.transfer import Target
+
+# The seeds' publish fields, in their order, then Joey's additions.
+FIELDS = ("id", "pipeline_name", "pipeline_version", "status", "workspace_name", "engine_url", "pipeline_url",
+          "pipeline_digest", "helm", "engine_config", "docker_run_variables", "user_images", "created_by",
+          "created_at", "updated_at", "replaces", "error", "commands")
+PUBLISH_RECORD = "application/vnd.joey.publish.v1+json"
+TAG_PREFIX = "publish-"
+
+
+def record_tag(pipeline_version: str) -> str:
+    """The tag under which a publish record sits beside its pipeline in pipelines/<name>."""
+    return f"{TAG_PREFIX}{pipeline_version}"
+
+
+def record_artifact(record: dict, subject: Descriptor) -> tuple[bytes, bytes, Descriptor]:
+    """(manifest, record blob, blob descriptor): the record as an OCI artifact whose subject is the pipeline."""
+    blob = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+    layer = Descriptor.for_bytes(PUBLISH_RECORD, blob)
+    empty = Descriptor.for_bytes(mediatypes.OCI_EMPTY, b"{}")
+    return manifest_bytes(empty, [layer], {}, artifact_type=PUBLISH_RECORD, subject=subject), blob, layer
+
+
+def ordered(record: dict) -> dict:
+    return {k: record.get(k) for k in FIELDS} | {k: v for k, v in record.items() if k not in FIELDS}
+
+
+def read_record(target: Target, repo: str, tag: str) -> dict:
+    raw, _, _ = target.resolve(repo, tag)
+    m = Manifest.parse(raw, f"{repo}:{tag}")
+    if not m.layers or m.layers[0].media_type != PUBLISH_RECORD:
+        raise NotFound(f"publish record at {repo}:{tag}")
+    with target.read_blob(repo, m.layers[0].digest) as f:
+        return json.loads(f.read(1 << 20))
+
+
+def list_records(target: Target, repo: str) -> list[dict]:
+    out = [read_record(target, repo, t) for t in target.tags(repo) if t.startswith(TAG_PREFIX)]
+    return sorted(out, key=lambda r: r.get("created_at") or "")

@@ -1,0 +1,198 @@
+"""A small OCI distribution client on top of oras-py's Registry (session, auth, docker config).
+
+oras-py handles the authentication dance (Basic, or Bearer tokens from the realm) and credential discovery
+from the docker config file. Here we add what Joey needs on top: streamed monolithic blob uploads (no file
+in memory), existence checks to skip blobs the registry has, streamed downloads that are verified
+(size, then sha256) before anything is moved into place, and errors that say what a status means.
+"""
+from __future__ import annotations
+
+import base64
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterator
+
+import oras.provider
+import requests
+
+from joey import envvars, mediatypes
+from joey.descriptor import Descriptor, digest_of
+from joey.errors import DigestMismatch, NotFound, RegistryError, RegistryUnreachable
+
+_CHUNK = 4 * 2**20
+TIMEOUT = (10, 300)  # connect, read
+
+
+_DO_REQUEST = getattr(oras.provider.Registry.do_request, "__wrapped__", oras.provider.Registry.do_request)
+
+
+class _Body:
+    """A file body for requests that reports progress and can be rewound for an auth retry."""
+
+    def __init__(self, f: IO[bytes], size: int, progress=None):
+        self.f, self.size, self.progress = f, size, progress
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        while chunk := self.f.read(_CHUNK):
+            if self.progress:
+                self.progress(len(chunk))
+            yield chunk
+
+
+class Registry:
+    """One registry host. Credentials: arguments, else OCI_USERNAME/OCI_PASSWORD, else the docker config."""
+
+    def __init__(self, host: str, *, plain_http: bool = False, username: str | None = None,
+                 password: str | None = None):
+        self.host = host
+        self.plain_http = plain_http
+        self.scheme = "http" if plain_http else "https"
+        username = username if username is not None else os.environ.get(envvars.OCI_USERNAME)
+        password = password if password is not None else os.environ.get(envvars.OCI_PASSWORD)
+        self._oras = oras.provider.Registry(host, insecure=plain_http, auth_backend="token")
+        self._basic: str | None = None
+        if username and password:
+            self._oras.auth.set_basic_auth(username, password)
+            self._basic = base64.b64encode(f"{username}:{password}".encode()).decode()
+        else:
+            # oras-py reads ~/.docker/config.json only; docker itself honours $DOCKER_CONFIG first.
+            docker_config = os.environ.get("DOCKER_CONFIG")
+            configs = [os.path.join(docker_config, "config.json")] if docker_config else []
+            configs = [c for c in configs if os.path.isfile(c)] or None
+            self._oras.auth.load_configs(self._oras.get_container(f"{host}/x"), configs=configs)
+            self._basic = getattr(self._oras.auth, "_basic_auth", None)
+        self._challenged = False
+
+    # -- plumbing
+    def url(self, path: str) -> str:
+        return f"{self.scheme}://{self.host}/v2/{path}"
+
+    def _request(self, method: str, url: str, *, action: str, ok=(200,), **kw) -> requests.Response:
+        headers = kw.pop("headers", {}) or {}
+        try:
+            self._authenticate_once()
+            if self._challenged and self._basic and not getattr(self._oras.auth, "token", None):
+                headers.setdefault("Authorization", f"Basic {self._basic}")
+            # oras-py's do_request is wrapped in a retry that sleeps ~2 minutes on a dead registry and would resend
+            # an already-consumed streamed body; callers here decide about retrying (the engine backs off itself).
+            r = _DO_REQUEST(self._oras, url, method, headers=headers, **kw)
+        except requests.exceptions.ConnectionError as e:
+            raise RegistryUnreachable(self.host, _root_cause(e), self.plain_http) from None
+        except requests.exceptions.Timeout:
+            raise RegistryUnreachable(self.host, "timed out", self.plain_http) from None
+        except ValueError as e:  # oras: "Cannot respond to request for authentication."
+            raise RegistryError(action, 401, url, str(e)) from None
+        if r.status_code not in ok:
+            raise RegistryError(action, r.status_code, url, _error_detail(r))
+        return r
+
+    def _authenticate_once(self) -> None:
+        """Ping /v2/ once so the auth scheme is known before any streamed body is sent."""
+        if self._challenged:
+            return
+        self._challenged = True
+        r = self._oras.session.get(self.url(""), timeout=TIMEOUT)
+        if r.status_code == 401 and "basic" in r.headers.get("Www-Authenticate", "").lower():
+            if not self._basic:
+                raise RegistryError("authenticate", 401, self.url(""), "credentials required")
+            r = self._oras.session.get(self.url(""), headers={"Authorization": f"Basic {self._basic}"},
+                                       timeout=TIMEOUT)
+            if r.status_code == 401:
+                raise RegistryError("authenticate", 401, self.url(""), "invalid username or password")
+
+    # -- blobs
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        r = self._request("HEAD", self.url(f"{repository}/blobs/{digest}"), action="check blob", ok=(200, 404))
+        return r.status_code == 200
+
+    def write_blob(self, repository: str, desc: Descriptor, src: IO[bytes] | Path, progress=None) -> bool:
+        """Upload a blob (POST then one monolithic PUT, streamed). False when the registry already has it."""
+        if self.blob_exists(repository, desc.digest):
+            return False
+        r = self._request("POST", self.url(f"{repository}/blobs/uploads/"), action="start upload", ok=(202,))
+        location = r.headers.get("Location", "")
+        if not location.startswith("http"):
+            location = f"{self.scheme}://{self.host}{location}"
+        sep = "&" if "?" in location else "?"
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)}
+        with (open(src, "rb") if isinstance(src, Path) else _nullctx(src)) as f:
+            self._request("PUT", f"{location}{sep}digest={desc.digest}", action=f"push blob {desc.digest}",
+                          ok=(201,), data=_Body(f, desc.size, progress), headers=headers)
+        return True
+
+    @contextmanager
+    def read_blob(self, repository: str, digest: str) -> Iterator[IO[bytes]]:
+        r = self._request("GET", self.url(f"{repository}/blobs/{digest}"), action=f"pull blob {digest}",
+                          stream=True)
+        try:
+            r.raw.decode_content = True
+            yield r.raw
+        finally:
+            r.close()
+
+    # -- manifests
+    def resolve(self, repository: str, reference: str) -> tuple[bytes, str, str]:
+        r = self._request("GET", self.url(f"{repository}/manifests/{reference}"),
+                          action=f"resolve {self.host}/{repository}:{reference}", ok=(200, 404),
+                          headers={"Accept": mediatypes.MANIFEST_ACCEPT})
+        if r.status_code == 404:
+            raise NotFound(f"{self.host}/{repository}:{reference}",
+                           hint="check the reference: repository or tag does not exist")
+        raw = r.content
+        digest = digest_of(raw)
+        if reference.startswith("sha256:") and digest != reference:
+            raise DigestMismatch(f"manifest {repository}@{reference}", reference, digest)
+        media_type = r.headers.get("Content-Type", mediatypes.OCI_MANIFEST).split(";")[0]
+        return raw, media_type, digest
+
+    def write_manifest(self, repository: str, tag: str | None, raw: bytes, media_type: str) -> str:
+        reference = tag or digest_of(raw)
+        self._request("PUT", self.url(f"{repository}/manifests/{reference}"),
+                      action=f"push manifest {repository}:{reference}", ok=(201,), data=raw,
+                      headers={"Content-Type": media_type})
+        return digest_of(raw)
+
+    def tags(self, repository: str) -> list[str]:
+        out: list[str] = []
+        url = self.url(f"{repository}/tags/list?n=1000")
+        while url:
+            r = self._request("GET", url, action=f"list tags of {repository}", ok=(200, 404))
+            if r.status_code == 404:
+                return out
+            out.extend(r.json().get("tags") or [])
+            link = r.headers.get("Link", "")
+            url = ""
+            if 'rel="next"' in link:
+                nxt = link.split(";")[0].strip("<> ")
+                url = nxt if nxt.startswith("http") else f"{self.scheme}://{self.host}{nxt}"
+        return out
+
+    def referrers(self, digest: str, repository: str) -> list[dict]:
+        r = self._request("GET", self.url(f"{repository}/referrers/{digest}"), action="list referrers",
+                          ok=(200, 404))
+        return (r.json().get("manifests") or []) if r.status_code == 200 else []
+
+
+@contextmanager
+def _nullctx(f):
+    yield f
+
+
+def _root_cause(e: Exception) -> str:
+    text = str(e)
+    for marker in ("Connection refused", "Name or service not known", "timed out", "Connection reset"):
+        if marker in text:
+            return marker.lower()
+    return text.split(":")[-1].strip()[:200] or type(e).__name__
+
+
+def _error_detail(r: requests.Response) -> str:
+    try:
+        errors = r.json().get("errors") or []
+        return "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)[:300]
+    except ValueError:
+        return ""

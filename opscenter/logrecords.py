@@ -1,0 +1,42 @@
+"""Inference log records: stamping an edge's records on arrival, flattening them for export.
+
+Records are the engine's pandas-records (`time`, `in`, `out`, `anomaly`, `metadata`). Exports use the seeds'
+flattened column names (`out.variable`, `metadata.partition`), as pandas.json_normalize would produce.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from joey.errors import BadRequest
+
+_INT64 = 2**63
+
+
+def stamp(record: dict[str, Any], edge_name: str, index: int) -> dict[str, Any]:
+    """The record as stored: metadata.partition is the edge's name whatever the edge wrote there."""
+    metadata = record.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise BadRequest(f"records[{index}].metadata: expected an object")
+    time = record.get("time")
+    if time is not None and (isinstance(time, bool) or not isinstance(time, int) or not -_INT64 <= time < _INT64):
+        raise BadRequest(f"records[{index}].time: expected epoch milliseconds as an integer")
+    return {**record, "metadata": {**metadata, "partition": edge_name}}
+
+
+def flatten(record: dict[str, Any], dataset: Iterable[str] | None = None) -> dict[str, Any]:
+    """Nested objects become `parent.child` keys; lists stay values. `dataset` keeps only those top-level
+    fields (seed 003: ["time", "out", "metadata"]); None or ["*"] keeps all."""
+    keep = None if dataset is None or "*" in dataset else set(dataset)
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        else:
+            flat[prefix] = value
+
+    for key, value in record.items():
+        if keep is None or key in keep:
+            walk(key, value)
+    return flat

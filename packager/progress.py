@@ -1,0 +1,23 @@
+"""Progress bars for the CLI: a rich bar on a terminal for transfers of a few MiB or more, nothing otherwise."""
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+# Below this a transfer is over before a bar would help.
+PROGRESS_MIN_BYTES = 32 * 2**20
+
+
+@contextmanager
+def terminal_progress(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A joey.transfer.ProgressFactory: a transient bar on stderr when it is a terminal."""
+    if total < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), transient=True) as p:
+        task = p.add_task(label, total=total)
+        yield lambda n: p.advance(task, n)

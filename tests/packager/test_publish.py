@@ -1,0 +1,101 @@
+"""Publishes: record, chart pushed with real Helm, commands, replaces, the embedded default."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import subprocess
+import sys
+import tarfile
+
+import helm_python
+import requests
+import yaml
+
+from joey import mediatypes
+from packager.publish import publish, publishes
+
+ONE = "name: edge-pipeline\nworkspace: demo\nsteps:\n  - name: ccfraud-logreg\n" \
+      "    model: models/ccfraud-logreg.onnx\n    tensor_fields: [tensor]\ndeployment: {cpus: 1.5, memory: 900Mi}\n"
+RECORD_KEYS = {"id", "pipeline_name", "pipeline_version", "status", "workspace_name", "engine_url", "pipeline_url",
+               "pipeline_digest", "helm", "engine_config", "docker_run_variables", "user_images", "created_by",
+               "created_at", "updated_at", "replaces", "error", "commands"}
+
+
+def test_record_has_the_seeds_fields_and_the_chart_is_real(example_models, write_spec, registry, tmp_path):
+    rec = publish(write_spec(ONE), registry=f"{registry.host}/pub", plain_http=True)
+    assert set(rec) == RECORD_KEYS
+    v = rec["pipeline_version"]
+    helm = rec["helm"]
+    assert helm["chart"] == f"oci://{registry.host}/pub/charts/edge-pipeline"
+    assert helm["version"] == f"0.0.1-{v}"
+    assert helm["values"]["pipelineUrl"] == rec["pipeline_url"]
+    assert helm["values"]["engine"]["cpus"] == 1.5
+    # helm.reference resolves to the chart's manifest digest in the registry
+    r = requests.get(f"http://{registry.host}/v2/pub/charts/edge-pipeline/manifests/{helm['version']}",
+                     headers={"Accept": mediatypes.OCI_MANIFEST})
+    digest = "sha256:" + hashlib.sha256(r.content).hexdigest()
+    assert helm["reference"] == f"{registry.host}/pub/charts@{digest}"
+    manifest = r.json()
+    assert manifest["config"]["mediaType"] == mediatypes.HELM_CONFIG
+    assert manifest["layers"][0]["mediaType"] == mediatypes.HELM_CHART_CONTENT
+    # pulling helm.chart at helm.version with real Helm gives this publish's chart
+    dest = tmp_path / "pulled"
+    dest.mkdir()
+    with helm_python.RegistryClient(plain_http=True) as client:
+        client.pull(helm["chart"], version=helm["version"], destination=dest)
+    tgz = next(dest.glob("*.tgz"))
+    with tarfile.open(tgz) as t:
+        chart = yaml.safe_load(t.extractfile("edge-pipeline/Chart.yaml"))
+        values = yaml.safe_load(t.extractfile("edge-pipeline/values.yaml"))
+    assert chart["name"] == "edge-pipeline" and chart["version"] == helm["version"]
+    assert values["pipelineUrl"] == rec["pipeline_url"]
+    # the commands
+    cmd = rec["commands"]
+    assert cmd["docker_run"].startswith("docker run \\\n    -p $EDGE_PORT:8080")
+    assert f"-e PIPELINE_URL={rec['pipeline_url']}" in cmd["docker_run"]
+    assert "-e CONFIG_CPUS=1.5 --cpus=1.5 --memory=900m" in cmd["docker_run"]
+    assert "EDGE_BUNDLE" not in cmd["docker_run"] and "/persist" not in cmd["docker_run"]
+    assert cmd["podman_run"].startswith("podman run")
+    assert cmd["helm_install"].startswith(f"helm install --atomic $HELM_INSTALL_NAME {helm['chart']}")
+    assert f"--version {helm['version']}" in cmd["helm_install"]
+    assert yaml.safe_load(cmd["compose"])["services"]["engine"]["environment"]["PIPELINE_URL"] == rec["pipeline_url"]
+    # the registry holds the record: publishes lists it without any Ops center
+    listed = publishes("edge-pipeline", registry=f"{registry.host}/pub", plain_http=True)
+    assert [p["pipeline_digest"] for p in listed] == [rec["pipeline_digest"]]
+
+
+def test_replacing_a_publish_gives_upgrade_commands(example_models, write_spec, registry):
+    first = publish(write_spec(ONE), registry=f"{registry.host}/rep", plain_http=True)
+    spec2 = write_spec(ONE.replace("ccfraud-logreg", "ccfraud-mlp").replace("[tensor]", "[tensor]"), "v2.yaml")
+    second = publish(spec2, registry=f"{registry.host}/rep", plain_http=True,
+                     replaces=[f"edge-pipeline:{first['pipeline_version']}"])
+    assert second["pipeline_version"] != first["pipeline_version"]
+    assert second["replaces"][0]["pipeline_version"] == first["pipeline_version"]
+    assert second["replaces"][0]["helm_version"] == first["helm"]["version"]
+    assert second["commands"]["helm_install"].startswith("helm upgrade --atomic $HELM_INSTALL_NAME")
+    assert "--create-namespace" not in second["commands"]["helm_install"]
+    assert len(publishes("edge-pipeline", registry=f"{registry.host}/rep", plain_http=True)) == 2
+
+
+def test_embedded_default_publish_prints_the_record(example_models, write_spec, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "packager.cli", "publish", str(write_spec(ONE))],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "pipeline_url" in out.stdout and "oci:" in out.stdout and "docker run" in out.stdout
+    js = subprocess.run([sys.executable, "-m", "packager.cli", "publishes", "--json"], capture_output=True,
+                        text=True, check=True)
+    recs = json.loads(js.stdout)["publishes"]
+    assert len(recs) == 1 and recs[0]["helm"]["version"].startswith("0.0.1-")
+    # the chart is in the layout with Helm's media types
+    store = tmp_path / "store"
+    index = json.loads((store / "index.json").read_text())
+    names = {m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]}
+    assert f"charts/edge-pipeline:{recs[0]['helm']['version']}" in names
+
+
+def test_shell_special_values_are_quoted(example_models, write_spec, registry, monkeypatch):
+    monkeypatch.setenv("JOEY_ENGINE_IMAGE", "127.0.0.1:1/engines/joey engine;rm -rf:1")
+    rec = publish(write_spec(ONE), registry=f"{registry.host}/q", plain_http=True, with_chart=False)
+    line = rec["commands"]["docker_run"].splitlines()[-1].strip()
+    assert shlex.split(line) == ["127.0.0.1:1/engines/joey engine;rm -rf:1"]
