@@ -12,13 +12,15 @@ from types import FrameType
 
 import uvicorn
 
-from joey.errors import JoeyError
-
+from engine.connections import quiet_disconnects, with_deadlines
 from engine.server import build_app
 from engine.service import Engine
 from engine.settings import Settings
+from joey.errors import JoeyError
 
 log = logging.getLogger("engine")
+# The largest request line plus headers (h11's own default): a longer head is answered 400.
+MAX_HEAD_BYTES = 16 * 1024
 
 
 class _Format(logging.Formatter):
@@ -37,8 +39,6 @@ def configure_logging(debug: bool) -> None:
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     # uvicorn's access log only when debugging: at thousands of requests a second it is the bottleneck.
     logging.getLogger("uvicorn.access").disabled = not debug
-    # httpx logs every call to Ops at INFO; the uploader reports what matters (retries, refusals) itself.
-    logging.getLogger("httpx").setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 class _Server(uvicorn.Server):
@@ -79,9 +79,14 @@ def run(settings: Settings) -> int:
         finally:
             engine.close()
 
-    config = uvicorn.Config(build_app(engine, lifespan), host=settings.host, port=settings.port,
+    # Connections (docs/engine-api.md): deadlines for slow requests, idle keep-alive, the open-connection cap
+    # and the largest request head; h11 is named because the deadlines are a measure on its protocol.
+    config = uvicorn.Config(quiet_disconnects(build_app(engine, lifespan)), host=settings.host, port=settings.port,
                             log_config=None, access_log=settings.debug, server_header=False,
-                            timeout_graceful_shutdown=None)
+                            timeout_graceful_shutdown=None,
+                            http=with_deadlines(settings.header_timeout, settings.body_timeout),
+                            timeout_keep_alive=settings.keep_alive_timeout, limit_concurrency=settings.max_connections,
+                            h11_max_incomplete_event_size=MAX_HEAD_BYTES)
     server = _Server(config, engine)
     try:
         engine.open_store()

@@ -29,11 +29,11 @@ import urllib3
 from joey import annotations as ann
 from joey import envvars
 from joey.descriptor import Manifest, digest_of
-from joey.errors import BadArtifact, JoeyError, RegistryError, RegistryUnreachable
+from joey.errors import BadArtifact, JoeyError, PlainHTTPRegistry, RegistryError, RegistryUnreachable
 from joey.fsutil import safe_join, write_atomic
 from joey.pipeline_config import PipelineConfig
 from joey.signing import SignatureError, identity, verify
-from joey.transfer import is_pipeline, open_target, pull_to_dir, read_config
+from joey.transfer import config_blob, is_pipeline, open_target, pull_to_dir
 from joey.verify import copy_verified
 
 from engine.settings import Settings
@@ -52,6 +52,8 @@ class Fetched:
 
 def is_transient(e: BaseException) -> bool:
     """Errors worth retrying: the registry is away, not wrong; or what it serves is not signed (yet) as it must be."""
+    if isinstance(e, PlainHTTPRegistry):
+        return False   # TLS to a plain-HTTP registry: a setting to fix (JOEY_PLAIN_HTTP), not an outage to wait out
     if isinstance(e, (RegistryUnreachable, SignatureError)):
         return True
     if isinstance(e, RegistryError):
@@ -170,12 +172,11 @@ def pull(settings: Settings) -> Fetched:
         _log_models(config)
         log.debug("all layers were already in %s", cache.directory(digest))
     else:
-        _, config_bytes = read_config(target, ref.repository, digest)
-        config = _parse_config(config_bytes, settings.pipeline_url)
+        config = _parse_config(config_blob(target, ref.repository, manifest), settings.pipeline_url)
         tmp = cache.temp_dir(digest)
         try:
             _check_layers(config, manifest, settings.pipeline_url)
-            pull_to_dir(target, ref.repository, digest, tmp)
+            pull_to_dir(target, ref.repository, digest, tmp, manifest=manifest)
             _log_models(config)
             cache.install(tmp, digest)
         finally:

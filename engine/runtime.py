@@ -24,7 +24,7 @@ from joey.errors import BadArtifact
 from joey.pipeline_config import PipelineConfig, StepConfig, TensorSig
 
 from joey.errors import (BadColumn, InferenceFailed, MissingColumn, NonNumeric, NullValues, RaggedColumn, UnboundInputs,
-                     WrongWidth)
+                         ValueOutOfRange, WrongWidth)
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,12 @@ class Pipeline:
         for name, sig in zip(first.config.tensor_fields or [s.name for s in first.inputs], first.inputs):
             if sig.width is None or sig.type not in _ONNX_TYPES.values():
                 return None
-            zeros = pa.array(np.zeros(2 * sig.width, np.dtype(sig.type)))
+            try:
+                zeros = pa.array(np.zeros(2 * sig.width, np.dtype(sig.type)))
+            except MemoryError:  # a model declaring more values per row than this machine holds can never serve
+                raise BadArtifact(self.config.name, f"input {sig.name!r} of model {first.name!r} declares "
+                                                    f"{sig.width} values per row; two rows do not fit in memory"
+                                  ) from None
             columns[name] = pa.FixedSizeListArray.from_arrays(zeros, sig.width)
         return pa.table(columns)
 
@@ -192,9 +197,36 @@ def _tensor(col: pa.ChunkedArray, name: str, sig: TensorSig, n: int) -> np.ndarr
         raise NonNumeric(name, f"{t} values", sig.type)
     values = arr.to_numpy(zero_copy_only=False)
     try:
-        return values.astype(np.dtype(sig.type), copy=False).reshape(_row_shape(sig, name, width, n))
+        # Overflow and nan-to-int casts are checked just below, by value.
+        with np.errstate(invalid="ignore", over="ignore"):
+            cast = values.astype(np.dtype(sig.type), copy=False)
     except TypeError:
         raise NonNumeric(name, f"{t} values", sig.type) from None
+    _check_fits(values, cast, name, sig.type, width)
+    return cast.reshape(_row_shape(sig, name, width, n))
+
+
+def _check_fits(values: np.ndarray, cast: np.ndarray, name: str, dtype: str, width: int) -> None:
+    """Refuse a value the cast changed beyond rounding (a float past float32 becoming inf, an integer past
+    the input's range wrapping), naming its column and row."""
+    src, dst = values.dtype, cast.dtype
+    if src == dst or dst.kind == "b" or src.kind == "b":
+        return
+    if dst.kind == "f":
+        bad = np.isinf(cast) & np.isfinite(values) if src.kind == "f" else None
+    elif src.kind == "f":
+        info = np.iinfo(dst)
+        # float(max) + 1 is the power of two just past the range, exact as a float where max itself is not.
+        bad = ~np.isfinite(values) | (values < info.min) | (values >= float(info.max) + 1)
+    else:
+        have, want = np.iinfo(src), np.iinfo(dst)
+        lo, hi = max(have.min, want.min), min(have.max, want.max)
+        if lo == have.min and hi == have.max:
+            return
+        bad = (values < lo) | (values > hi)
+    if bad is not None and bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueOutOfRange(name, i // max(width, 1), values[i].item(), dtype)
 
 
 def _row_shape(sig: TensorSig, name: str, width: int, n: int) -> tuple[int, ...]:

@@ -21,18 +21,24 @@ from starlette.routing import Route
 
 from joey.errors import JoeyError, NotFound
 
-from engine.codecs import REQUEST_TYPES, MediaType, negotiate
+from joey import envvars
+
+from engine.codecs import PANDAS_RECORDS, REQUEST_TYPES, MediaType, negotiate
+from engine.limits import current as current_limits
 from joey.errors import BadLogsQuery, BodyTooLarge, NotReady, UnsupportedMediaType
 from engine.runtime import Pipeline
 from engine.service import Engine
 
 log = logging.getLogger("engine")
 
-# /logs answers at most this many records (the newest) unless the request asks for a `limit`.
-DEFAULT_LOGS_LIMIT = 100_000
+# A /logs answer with older records left names, in this header, the `before` that asks for them.
+LOGS_BEFORE_HEADER = "Joey-Logs-Before"
+# A /logs body is a small JSON object; nothing larger is read.
+_LOGS_QUERY_BYTES = 4096
 
 
 def build_app(engine: Engine, lifespan: Callable[[Starlette], AbstractAsyncContextManager] | None = None) -> Starlette:
+    limits = current_limits()   # read here, so a bad value stops the start-up, not a request
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -71,7 +77,11 @@ def build_app(engine: Engine, lifespan: Callable[[Starlette], AbstractAsyncConte
         if MediaType.parse(content_type or "").kind is None:
             raise UnsupportedMediaType(content_type or "(none)", REQUEST_TYPES)
         answer = negotiate(request.headers.get("accept"))
-        body = await read_body(request, engine.settings.max_body)
+        # JSON costs far more to parse than its size, so it has a bound of its own, checked as it streams in.
+        limit, variable = engine.settings.max_body, envvars.MAX_BODY
+        if MediaType.parse(content_type or "").kind == PANDAS_RECORDS and limits.max_json_body < limit:
+            limit, variable = limits.max_json_body, envvars.MAX_JSON_BODY
+        body = await read_body(request, limit, variable)
         content = await run_in_threadpool(engine.infer, pipeline, body, content_type, answer)
         # Time from the request's headers to its answer being ready, body upload included.
         timing = f"engine;dur={(time.perf_counter() - started) * 1e3:.2f}"
@@ -79,9 +89,10 @@ def build_app(engine: Engine, lifespan: Callable[[Starlette], AbstractAsyncConte
 
     async def logs(request: Request) -> Response:
         answer = negotiate(request.headers.get("accept"))
-        limit = _logs_limit(await read_body(request, engine.settings.max_body))
-        content = await run_in_threadpool(engine.logs, limit, answer)
-        return Response(content, media_type=answer)
+        limit, before = _logs_query(await read_body(request, _LOGS_QUERY_BYTES), limits.logs_max_records)
+        content, window = await run_in_threadpool(engine.logs, limit, before, limits.logs_max_bytes, answer)
+        headers = {LOGS_BEFORE_HEADER: str(window.seq_start)} if window.more else None
+        return Response(content, media_type=answer, headers=headers)
 
     routes = [
         Route("/health", health, methods=["GET"]),
@@ -98,34 +109,40 @@ def build_app(engine: Engine, lifespan: Callable[[Starlette], AbstractAsyncConte
     return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it is known to exceed `limit` (declared or counted)."""
+async def read_body(request: Request, limit: int, variable: str = envvars.MAX_BODY) -> bytes:
+    """The whole body, refused with 413 as soon as it is known to exceed `limit` (declared or counted);
+    the error names `variable`, which sets the limit."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(limit, int(declared))
+        raise BodyTooLarge(limit, int(declared), variable)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge(limit)
+            raise BodyTooLarge(limit, variable=variable)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _logs_limit(body: bytes) -> int:
+def _logs_query(body: bytes, max_records: int) -> tuple[int, int | None]:
+    """(limit, before) of a /logs body: `limit` cut to `max_records`, `before` a sequence number or None."""
     if not body.strip():
-        return DEFAULT_LOGS_LIMIT
+        return max_records, None
     try:
         query = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise BadLogsQuery(f"the body is not JSON ({e})") from None
     if not isinstance(query, dict):
         raise BadLogsQuery(f"expected a JSON object, got {type(query).__name__}")
-    limit = query.get("limit", DEFAULT_LOGS_LIMIT)
+    limit = query.get("limit", max_records)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise BadLogsQuery(f"limit must be a positive whole number, got {limit!r}")
-    return limit
+    before = query.get("before")
+    if before is not None and (isinstance(before, bool) or not isinstance(before, int) or before < 0):
+        raise BadLogsQuery(f"before must be a sequence number (the {LOGS_BEFORE_HEADER} header of an answer), "
+                           f"got {before!r}")
+    return min(limit, max_records), before
 
 
 async def error_response(request: Request, exc: Exception) -> Response:

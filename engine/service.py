@@ -1,4 +1,5 @@
-"""The engine without HTTP: settings, the inference-log store, the pipeline it serves, readiness.
+"""The engine without HTTP: settings, the inference-log store, the pipeline it serves, readiness, and its
+background loops (the log uploader and the in-line updater, over one client of Ops).
 
 Loading runs on a thread of its own so the server answers /health and /ready (503) meanwhile; a registry that
 cannot be reached is retried with backoff, anything else ends the process with the error's exit code. Once a
@@ -10,23 +11,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from dataclasses import asdict
+from typing import Any
 
 import pyarrow as pa
 
-from joey import envvars
-from joey.errors import ConfigError, JoeyError
-
 from engine.codecs import ARROW_FILE, PANDAS_RECORDS, decode_request, encode
-from joey.errors import NotReady
+from engine.edge_client import EdgeClient
 from engine.fetch import Fetched, PipelineCache, commit, fetch, is_transient, last_good
-from engine.logstore import LogStore
+from engine.limits import current as current_limits
+from engine.logstore import LogStore, Window
 from engine.runtime import Pipeline
+from engine.serving import Serving
 from engine.settings import Settings
 from engine.updates import Updater, smoke_test
 from engine.uploader import Uploader, for_edge
+from joey import envvars
+from joey.errors import ConfigError, JoeyError, NotReady
 
 log = logging.getLogger("engine")
 
@@ -34,24 +37,17 @@ RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 30.0
 
 
-@dataclass(frozen=True)
-class Serving:
-    """The pipeline requests go to, and where it came from: replaced as a whole, never changed."""
-
-    pipeline: Pipeline
-    fetched: Fetched
-    since: float   # UNIX seconds
-
-    def describe(self) -> dict[str, Any]:
-        return {"pipeline_url": self.fetched.pipeline_url, "pipeline_digest": self.fetched.digest,
-                "pipeline_version": self.fetched.config.version}
-
-
 class Engine:
+    """The engine's state: what serves (`serving`, swapped whole by the updater), the log store, and with
+    EDGE_BUNDLE the one client of Ops that the uploader and the updater share (`ops`). An HTTP layer
+    (engine.server) calls require_pipeline/infer/logs/status; engine.app runs the lifecycle."""
+
     def __init__(self, settings: Settings):
         self.settings = settings
         self.store: LogStore | None = None
         self.serving: Serving | None = None
+        bundle = settings.edge_bundle
+        self.ops = EdgeClient(bundle, settings.persist_dir) if bundle is not None else None
         self.uploader: Uploader | None = None   # with EDGE_BUNDLE: enrolls, then sends the logs to Ops
         self.updater: Updater | None = None     # once the first pipeline is fetched (looks if the interval > 0)
         self.draining = False          # set on SIGTERM: not ready any more, in-flight requests finish
@@ -62,7 +58,8 @@ class Engine:
     # ------------------------------------------------------------------------------------------- lifecycle
     def open_store(self) -> None:
         try:
-            self.store = LogStore(self.settings.logs_dir, self.settings.log_capacity)
+            self.store = LogStore(self.settings.logs_dir, self.settings.log_capacity,
+                                  max_segments=current_limits().log_max_segments)
         except OSError as e:
             raise ConfigError(envvars.PERSIST_DIR, f"cannot keep inference logs in {self.settings.logs_dir}: "
                                                    f"{e.strerror or e}") from None
@@ -70,8 +67,8 @@ class Engine:
     def start_uploading(self) -> None:
         """With EDGE_BUNDLE: enroll and send the inference logs to Ops on a thread of its own; inference never
         waits for it."""
-        self.uploader = for_edge(self.settings, self._require_store())
-        if self.uploader is not None:
+        if self.ops is not None:
+            self.uploader = for_edge(self.settings, self._require_store(), self.ops)
             self.uploader.start()
 
     def close(self) -> None:
@@ -80,6 +77,8 @@ class Engine:
             self.updater.stop()
         if self.uploader is not None:   # before the store closes: the page in flight is acknowledged first
             self.uploader.stop()
+        if self.ops is not None:
+            self.ops.close()
         self._appender.shutdown(wait=True)
         if self.store is not None:
             self.store.close()
@@ -96,7 +95,7 @@ class Engine:
             if fetched is None:
                 return
             log.info("Starting engine")
-            self.updater = Updater(self, settings.pipeline_url)
+            self.updater = Updater(self, self.settings, settings.pipeline_url, self.ops)
             pipeline, fetched = self._first(settings, fetched)
             if not fetched.from_cache:
                 commit(settings, fetched, self.settings.pipeline_url)
@@ -219,9 +218,10 @@ class Engine:
                 "serving": {**serving.describe(), "since": serving.since} if serving is not None else None,
                 "update": self.updater.status() if self.updater is not None else None}
 
-    def logs(self, limit: int | None, answer: str) -> bytes | memoryview:
-        table: pa.Table = self._require_store().read(limit)
-        return encode(table, answer)
+    def logs(self, limit: int, before: int | None, max_bytes: int, answer: str) -> tuple[bytes | memoryview, Window]:
+        """POST /logs: the `limit` newest stored records below `before`, at most `max_bytes` of them, encoded."""
+        window = self._require_store().newest(limit, before=before, max_bytes=max_bytes)
+        return encode(window.table, answer), window
 
     def _require_store(self) -> LogStore:
         if self.store is None:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping
 
 from joey import envvars, quantity
 from joey.bundle import EdgeBundle
@@ -27,6 +27,13 @@ DEFAULT_LOG_CAPACITY = 2**30
 # Seconds between looks for a replacement pipeline (the tag re-resolved, Ops asked): a manifest GET and a small
 # POST, cheap enough for a registry and an Ops center with thousands of edges.
 DEFAULT_UPDATE_INTERVAL = 30.0
+# Connection deadlines and cap (engine.connections, docs/engine-api.md "Connections"): long enough for a slow
+# link to send a request head and keep a large body flowing, short enough that trickling sockets are soon
+# closed; 1000 open connections cost a few tens of MiB and stay within a container's usual file limit.
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 30.0
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5
+DEFAULT_MAX_CONNECTIONS = 1000
 
 _TRUE = {"true", "1"}
 _FALSE = {"false", "0", ""}
@@ -52,8 +59,12 @@ class Settings:
     verify_key: PublicKey | None = None  # JOEY_VERIFY_KEY (PEM text or a path): load only what it signed
     update_interval: float = DEFAULT_UPDATE_INTERVAL  # JOEY_UPDATE_INTERVAL seconds; 0: no in-line updates
     oci_registry: str = ""        # OCI_REGISTRY without scheme: the host of URLs that name none
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT  # JOEY_HEADER_TIMEOUT: seconds for a request line and headers
+    body_timeout: float = DEFAULT_BODY_TIMEOUT      # JOEY_BODY_TIMEOUT: seconds a body may pause between reads
+    keep_alive_timeout: int = DEFAULT_KEEP_ALIVE_TIMEOUT  # JOEY_KEEP_ALIVE_TIMEOUT: idle kept-alive whole seconds
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # JOEY_MAX_CONNECTIONS: open connections before 503s
 
-    def for_url(self, pipeline_url: str) -> "Settings":
+    def for_url(self, pipeline_url: str) -> Settings:
         """These settings serving another pipeline (an in-line update: the URL Ops names)."""
         return replace(self, pipeline_url=pipeline_url, ref=_reference(pipeline_url, self.oci_registry))
 
@@ -128,6 +139,12 @@ def from_env(env: Mapping[str, str] | None = None, *, host: str = DEFAULT_HOST, 
         verify_key=_verify_key(env.get(envvars.VERIFY_KEY, "").strip()),
         update_interval=_interval(env.get(envvars.UPDATE_INTERVAL, "").strip()),
         oci_registry=registry,
+        header_timeout=_seconds(env, envvars.HEADER_TIMEOUT, DEFAULT_HEADER_TIMEOUT),
+        body_timeout=_seconds(env, envvars.BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT),
+        keep_alive_timeout=_positive_int(envvars.KEEP_ALIVE_TIMEOUT, env.get(envvars.KEEP_ALIVE_TIMEOUT, "").strip()
+                                         or str(DEFAULT_KEEP_ALIVE_TIMEOUT)),
+        max_connections=_positive_int(envvars.MAX_CONNECTIONS, env.get(envvars.MAX_CONNECTIONS, "").strip()
+                                      or str(DEFAULT_MAX_CONNECTIONS)),
     )
 
 
@@ -179,6 +196,19 @@ def _interval(raw: str) -> float:
     if not 0 <= seconds < float("inf"):
         raise ConfigError(envvars.UPDATE_INTERVAL, f"{raw!r} is not a number of seconds (0 turns in-line updates "
                                                    "off)")
+    return seconds
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(name, f"{raw!r} is not a positive number of seconds")
     return seconds
 
 

@@ -1,7 +1,7 @@
 """In-line updates: the engine moves to a replacement pipeline without a restart, and only to one that works.
 
-One background thread (started once the first pipeline serves) looks every JOEY_UPDATE_INTERVAL seconds at
-what it should run:
+One background loop (engine.worker; started once the first pipeline serves) looks every JOEY_UPDATE_INTERVAL
+seconds at what it should run:
 
 - with EDGE_BUNDLE it checks in with Ops (POST {OPSCENTER_HOST}/checkin, the edge's credential, saying what it
   serves); Ops answers with the publish the edge is attached to, which `replaces` moves. A URL that differs
@@ -24,22 +24,20 @@ import logging
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from joey.errors import JoeyError
-from joey.signing import SignatureError
-
-from engine.edge_client import EdgeClient, OpsRejected, OpsRetryable
+from engine.edge_client import DEFAULT_TIMEOUT_S, EdgeClient, OpsRejected, OpsRetryable
 from engine.fetch import Fetched, commit, is_transient, pull, resolve
 from engine.runtime import Pipeline
-from engine.uploader import OPS_TIMEOUT_S
-
-if TYPE_CHECKING:
-    from engine.service import Engine
+from engine.serving import Serving
+from engine.settings import Settings
+from engine.worker import Worker
+from joey.errors import JoeyError
+from joey.signing import SignatureError
 
 log = logging.getLogger("engine")
 
@@ -109,34 +107,33 @@ class Outcome:
     seconds: float               # from the decision to update to the swap (or the failure)
 
 
-class OpsLink(EdgeClient):
-    """The updater's two calls to Ops, over the credential the log uploader enrolled with."""
+class Host(Protocol):
+    """What the updater needs of the engine (engine.service.Engine is one): what serves, and how to load and
+    swap in a replacement."""
 
-    def checkin(self, serving: dict[str, Any]) -> dict[str, Any]:
-        """Say what this edge serves; Ops answers with the publish it should run (`pipeline_url`, ...)."""
-        cred = self.ensure_enrolled()
-        return self._post("check in", "/checkin", {"edge": cred.edge, "serving": serving}, cred.credential)
+    serving: Serving | None
+    draining: bool
 
-    def report(self, outcome: Outcome, serving: dict[str, Any]) -> None:
-        cred = self.ensure_enrolled()
-        body = {"edge": cred.edge, "status": outcome.status, "pipeline_url": outcome.pipeline_url,
-                "pipeline_digest": outcome.pipeline_digest, "pipeline_version": outcome.pipeline_version,
-                "error": outcome.error, "serving": serving}
-        self._post("report an update", "/update_status", body, cred.credential)
+    def prepare(self, fetched: Fetched) -> Pipeline: ...
+
+    def swap(self, pipeline: Pipeline, fetched: Fetched) -> Pipeline: ...
 
 
 class Updater:
-    def __init__(self, engine: "Engine", target_url: str):
-        self.engine = engine
-        self.settings = engine.settings
-        self.interval = self.settings.update_interval
-        bundle = self.settings.edge_bundle
-        self.link = OpsLink(bundle, self.settings.persist_dir, timeout=OPS_TIMEOUT_S) if bundle else None
+    """Looks for a replacement pipeline every `interval` seconds and swaps it in once it works (module docstring).
+    `link`: the engine's client of Ops (shared with the log uploader, which enrolls), None without EDGE_BUNDLE."""
+
+    def __init__(self, host: Host, settings: Settings, target_url: str, link: EdgeClient | None):
+        self.host = host
+        self.settings = settings
+        self.interval = settings.update_interval
+        self.link = link
+        bundle = settings.edge_bundle
         self._target = target_url     # the URL to run: PIPELINE_URL (a tag is watched), or what Ops named
         self._ops_url = bundle.pipeline_url if bundle else None   # Ops' previous answer
         self._bad: dict[str, str] = {}  # digest -> why it cannot be served
         self._unreported: Outcome | None = None
-        self._stop = threading.Event()
+        self._worker = Worker("pipeline-updater", self._tick, on_exit=self._exited, first_pause=self.interval)
         self._lock = threading.Lock()   # the fields /status reads
         self._resting = WATCHING if self.interval > 0 else OFF   # the state between updates
         self._state = self._resting
@@ -144,22 +141,16 @@ class Updater:
         self._last_error: str | None = None
         self._last: Outcome | None = None
         self._counts = {"updates": 0, "failures": 0}
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------------------------------- control
     def start(self) -> None:
         """Look every `interval` seconds (the engine calls this once a pipeline serves, if the interval is not 0)."""
         log.info("In-line updates: every %gs, %s %s", self.interval,
                  "asking Ops which publish to run and re-resolving" if self.link else "re-resolving", self._target)
-        self._thread = threading.Thread(target=self._run, name="pipeline-updater", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(OPS_TIMEOUT_S + 5)
-        if self.link is not None:
-            self.link.close()
+        self._worker.stop(DEFAULT_TIMEOUT_S + 5)
 
     def status(self) -> dict[str, Any]:
         with self._lock:
@@ -168,20 +159,22 @@ class Updater:
                     "last_error": self._last_error, **self._counts,
                     "last_update": asdict(self._last) if self._last else None}
 
-    # ------------------------------------------------------------------------------------------- the thread
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.look()
-            except Exception as e:  # noqa: BLE001 - the old pipeline serves on whatever happens here
-                log.error("In-line update: %s: %s", type(e).__name__, e, exc_info=e)
-                self._set(RETRYING, f"{type(e).__name__}: {e}")
+    # ------------------------------------------------------------------------------------------- the loop
+    def _tick(self) -> float:
+        try:
+            self.look()
+        except Exception as e:  # noqa: BLE001 - the old pipeline serves on whatever happens here
+            log.error("In-line update: %s: %s", type(e).__name__, e, exc_info=e)
+            self._set(RETRYING, f"{type(e).__name__}: {e}")
+        return self.interval
+
+    def _exited(self, error: BaseException | None) -> None:
         self._set(STOPPED)
 
     def look(self) -> None:
         """One look for a replacement, and the update if there is one."""
-        serving = self.engine.serving
-        if serving is None or self.engine.draining:
+        serving = self.host.serving
+        if serving is None or self.host.draining:
             return
         reached_ops = self._ask_ops(serving)
         self._send_report()
@@ -204,15 +197,16 @@ class Updater:
             return
         if digest in self._bad:
             return
-        self._update(settings, digest)
+        self._update(settings, digest, serving.fetched)
         self._send_report()
 
-    def _ask_ops(self, serving) -> bool:
+    def _ask_ops(self, serving: Serving) -> bool:
         """With EDGE_BUNDLE: check in, and run what Ops names if that changed. False if Ops could not say."""
-        if not self._enrolled():
+        link = self._ops()
+        if link is None:
             return self.link is None
         try:
-            answer = self.link.checkin(serving.describe())
+            answer = link.checkin(serving.describe())
         except (OpsRetryable, OpsRejected) as e:
             if e.one_line() != self._last_error:
                 log.warning("In-line update: %s; serving on, asking again in %gs", e.one_line(), self.interval)
@@ -220,14 +214,12 @@ class Updater:
             return False
         url = answer.get("pipeline_url")
         if isinstance(url, str) and url and url != self._ops_url:
-            log.info("Ops: edge %s now runs publish %s: %s", self.link.bundle.edge_name, answer.get("publish_id"),
-                     url)
+            log.info("Ops: edge %s now runs publish %s: %s", link.bundle.edge_name, answer.get("publish_id"), url)
             self._ops_url = self._target = url
         return True
 
-    def _update(self, settings, digest: str) -> None:
+    def _update(self, settings: Settings, digest: str, keeping: Fetched) -> None:
         started = time.monotonic()
-        keeping = self.engine.serving.fetched
         # A digest tried before (its signature was refused) is tried at every look: said once, not every time.
         level = logging.DEBUG if self._last and self._last.pipeline_digest == digest else logging.INFO
         log.log(level, "In-line update: %s now names %s (serving %s); pulling it", settings.pipeline_url, digest,
@@ -239,7 +231,7 @@ class Updater:
             if fetched.digest == keeping.digest:
                 self._set(WATCHING)
                 return
-            pipeline = self.engine.prepare(fetched)
+            pipeline = self.host.prepare(fetched)
             smoke_test(pipeline)
         except Exception as e:
             if is_transient(e) and not isinstance(e, SignatureError):
@@ -251,7 +243,7 @@ class Updater:
             self.refused(settings.pipeline_url, fetched.digest if fetched else digest, fetched, e,
                          time.monotonic() - started, keeping)
             return
-        old = self.engine.swap(pipeline, fetched)
+        old = self.host.swap(pipeline, fetched)
         try:
             commit(settings, fetched, self.settings.pipeline_url)
         except OSError as e:   # it serves all the same; a restart would start from the previous pipeline
@@ -293,11 +285,14 @@ class Updater:
 
     def _send_report(self) -> None:
         """The latest outcome to Ops, until Ops has it (an older one is not worth sending once superseded)."""
-        outcome = self._unreported
-        if outcome is None or not self._enrolled():
+        outcome, link, serving = self._unreported, self._ops(), self.host.serving
+        if outcome is None or link is None or serving is None:
             return
         try:
-            self.link.report(outcome, self.engine.serving.describe())
+            link.report({"status": outcome.status, "pipeline_url": outcome.pipeline_url,
+                         "pipeline_digest": outcome.pipeline_digest,
+                         "pipeline_version": outcome.pipeline_version, "error": outcome.error},
+                        serving.describe())
         except OpsRetryable as e:
             log.warning("In-line update: cannot report to Ops now (%s); trying again in %gs", e.one_line(),
                         self.interval)
@@ -306,11 +301,10 @@ class Updater:
             log.error("In-line update: Ops refused the report: %s", e.one_line())
         self._unreported = None
 
-    def _enrolled(self) -> bool:
-        """Whether Ops can be called: the log uploader enrolls, and calling before it holds the credential
-        would race it for the single-use join token."""
-        uploader = self.engine.uploader
-        return self.link is not None and uploader is not None and uploader.status()["enrolled"]
+    def _ops(self) -> EdgeClient | None:
+        """The client of Ops once it may be called: the log uploader enrolls through the same client, and
+        calling before it holds the credential would race it for the single-use join token."""
+        return self.link if self.link is not None and self.link.credential is not None else None
 
     def _set(self, state: str, error: str | None | object = _KEEP) -> None:
         with self._lock:

@@ -1,9 +1,14 @@
 """The edge's side of log collection: enroll with Ops, then send the local inference log to it, page by page.
 
-One background thread. It enrolls first (engine.edge_client: the credential kept under PERSIST_DIR if there is
-one, else the bundle's join token, once), then loops: take the oldest unacknowledged page of the LogStore, send
-it, and acknowledge it locally only after Ops has answered. Nothing here ever delays or fails an inference:
-while Ops is away the records wait in the store, within LOCAL_INFERENCE_STORAGE.
+One background loop (engine.worker). It enrolls first (engine.edge_client: the credential kept under
+PERSIST_DIR if there is one, else the bundle's join token, once), then: take the oldest unacknowledged page of
+the LogStore, send it, and acknowledge it locally only after Ops has answered. Nothing here ever delays or
+fails an inference: while Ops is away the records wait in the store, within LOCAL_INFERENCE_STORAGE.
+
+A page holds at most PLATEAU_PAGE_SIZE records and at most joey.opswire.MAX_PAGE_BYTES of JSON, the most Ops
+takes in one upload: a store page that would be larger is sent as its longest prefix that fits. A single
+record larger than any page can be is set aside (below) and counted as `records_too_large`; the records after
+it go on as usual.
 
 - OpsRetryable (Ops unreachable, timeout, 429, 5xx): the same page again after a capped exponential backoff
   with jitter, never sooner than Ops' Retry-After. Ops stores each (edge, seq) once, so a resent page
@@ -13,31 +18,32 @@ while Ops is away the records wait in the store, within LOCAL_INFERENCE_STORAGE.
   neither retried forever nor lost silently, and /status counts it. The directory is kept within its own
   bound (the oldest files go first, counted) so a long refusal cannot fill the volume and stop inference.
 
-docs/ops.md ("Delivery guarantee") states the guarantees; GET /status shows this thread's state.
+docs/ops.md ("Delivery guarantee") states the guarantees; GET /status shows this loop's state.
 """
 from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from joey.opswire import MAX_PAGE_RECORDS
-from joey.errors import JoeyError
-from joey.fsutil import write_atomic
-
 from engine.codecs import PANDAS_RECORDS, encode
-from engine.edge_client import EdgeClient, OpsRejected, OpsRetryable
+from engine.edge_client import DEFAULT_TIMEOUT_S, EdgeClient, OpsRejected, OpsRetryable, page_body, to_json
 from engine.logstore import LogStore, Page
 from engine.settings import Settings
+from engine.worker import IDLE, Backoff, Worker
+from joey.errors import JoeyError
+from joey.fsutil import write_atomic
+from joey.opswire import MAX_PAGE_BYTES, MAX_PAGE_RECORDS
 
 log = logging.getLogger("engine")
 
@@ -48,20 +54,31 @@ RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 30.0
 # A refused enrollment (token already used, no credential on the volume) cannot succeed by retrying soon.
 REFUSED_RETRY_S = 3600.0
-# httpx's limit on each phase of a call to Ops (connect, send, await the answer); shutdown waits for the call
-# in flight, so this also bounds how long a stop can take.
-OPS_TIMEOUT_S = 10.0
+# Records are turned into JSON a slice of about this much Arrow data at a time, so that a page of huge records
+# never sits in memory as JSON all at once.
+ENCODE_SLICE_BYTES = 4 * 2**20
 REJECTED_DIR = "rejected"
 _REJECTED_NAME = re.compile(r"(\d{20})-(\d{20})\.arrow")
 
-# What /status says the thread is doing.
-ENROLLING, REFUSED, IDLE, UPLOADING, RETRYING, STOPPED = (
+# What /status says the loop is doing.
+ENROLLING, REFUSED, WAITING, UPLOADING, RETRYING, STOPPED = (
     "enrolling", "refused", "idle", "uploading", "retrying", "stopped")
 _KEEP = object()
 
 
+@dataclass(frozen=True)
+class Batch:
+    """What one upload sends: records page.seq_start..page.seq_end-1, encoded; `too_large`: a single record
+    beyond MAX_PAGE_BYTES, which is set aside instead."""
+
+    page: Page
+    records: list[bytes]
+    too_large: bool = False
+
+
 class Uploader:
-    """Sends the store's records to Ops. start() once; notify() after every append; stop() on shutdown."""
+    """Sends the store's records to Ops. start() once; notify() after every append; stop() on shutdown.
+    The client is the engine's (shared with the updater): the uploader uses it and leaves closing it to its owner."""
 
     def __init__(self, store: LogStore, client: EdgeClient, *, page_size: int | None, rejected_dir: Path,
                  rejected_capacity: int, retry_first: float = RETRY_FIRST_S, retry_max: float = RETRY_MAX_S,
@@ -76,39 +93,32 @@ class Uploader:
                         requested, MAX_PAGE_RECORDS)
         self.rejected_dir = rejected_dir
         self.rejected_capacity = rejected_capacity
-        self._retry_first, self._retry_max = retry_first, retry_max
+        self._backoff = Backoff(retry_first, retry_max)
         self._clock = clock
-        self._stop = threading.Event()
-        self._wake = threading.Event()
+        self._worker = Worker("log-uploader", self._step, on_exit=self._exited)
+        self._failures = 0              # consecutive failures: the next pause grows with them
+        self._batch: Batch | None = None  # the batch being delivered: resent as it is until done with
+        self._refusal: str | None = None
         self._lock = threading.Lock()   # the counters below, read by /status
         self._state = ENROLLING
-        self._enrolled = False
         self._last_error: str | None = None
         self._last_upload_at: float | None = None
         self._counts = dict.fromkeys(("records_uploaded", "pages_uploaded", "records_rejected", "pages_rejected",
-                                      "records_set_aside_deleted", "retries"), 0)
-        self._thread: threading.Thread | None = None
+                                      "records_too_large", "records_set_aside_deleted", "retries"), 0)
 
     # ------------------------------------------------------------------------------------------- control
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="log-uploader", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def notify(self) -> None:
         """New records are durable in the store: send them now rather than at the next retry."""
-        self._wake.set()
+        self._worker.wake()
 
     def stop(self) -> None:
-        """Let the call to Ops in flight finish (and its page be acknowledged), then end the thread."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(OPS_TIMEOUT_S + 5)
-            if self._thread.is_alive():   # its page stays unacknowledged and is resent after the restart
-                log.warning("Edge %s: the log upload in flight did not finish; it is resent on the next start",
-                            self.edge)
-                return
-        self.client.close()
+        """Let the call to Ops in flight finish (and its page be acknowledged), then end the loop."""
+        if not self._worker.stop(DEFAULT_TIMEOUT_S + 5):   # its page is resent after the restart
+            log.warning("Edge %s: the log upload in flight did not finish; it is resent on the next start",
+                        self.edge)
 
     def status(self) -> dict[str, Any]:
         files = self._set_aside_files()
@@ -116,8 +126,9 @@ class Uploader:
             return {
                 "edge": self.edge,
                 "state": self._state,
-                "enrolled": self._enrolled,
+                "enrolled": self.client.credential is not None,
                 "page_size": self.page_size,
+                "page_bytes": MAX_PAGE_BYTES,
                 **self._counts,
                 "last_upload_at": self._last_upload_at,
                 "last_error": self._last_error,
@@ -125,99 +136,104 @@ class Uploader:
                               "records": sum(n for _, n, _ in files), "bytes": sum(b for _, _, b in files)},
             }
 
-    # ------------------------------------------------------------------------------------------- the thread
-    def _run(self) -> None:
-        try:
-            if self._enroll():
-                self._upload()
-        except Exception as e:  # noqa: BLE001 - a dead uploader must say so; inference goes on regardless
-            log.error("Edge %s: log upload stopped: %s: %s", self.edge, type(e).__name__, e, exc_info=e)
-            self._set(STOPPED, f"{type(e).__name__}: {e}")
+    # ------------------------------------------------------------------------------------------- the loop
+    def _exited(self, error: BaseException | None) -> None:
+        if error is None:
+            self._set(STOPPED)
             return
-        self._set(STOPPED)
+        log.error("Edge %s: log upload stopped: %s: %s", self.edge, type(error).__name__, error, exc_info=error)
+        self._set(STOPPED, f"{type(error).__name__}: {error}")
 
-    def _enroll(self) -> bool:
-        failures, refusal = 0, None
-        while not self._stop.is_set():
-            try:
-                self.client.ensure_enrolled()
-            except OpsRetryable as e:
-                delay = self._backoff(failures, e.retry_after)
-                failures += 1
-                log.warning("Edge %s: %s; serving on, inference logs stay on the edge; retrying in %.1fs",
-                            self.edge, e, delay)
-                self._set(ENROLLING, e.one_line())
-            except OpsRejected as e:
-                delay = REFUSED_RETRY_S
-                if e.one_line() != refusal:   # once, not every hour
-                    refusal = e.one_line()
-                    log.error("Edge %s: %s; serving on, inference logs stay on the edge (enrollment refused)",
-                              self.edge, refusal)
-                self._set(REFUSED, refusal)
-            except OSError as e:   # the credential could not be written to the volume
-                delay = self._backoff(failures)
-                failures += 1
-                log.error("Edge %s: cannot keep the edge credential: %s; retrying in %.1fs", self.edge, e, delay)
-                self._set(ENROLLING, str(e))
-            else:
-                with self._lock:
-                    self._enrolled = True
-                self._set(IDLE, None)
-                return True
-            self._stop.wait(delay)
-        return False
-
-    def _upload(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            self._wake.clear()   # before reading: an append after this read sets it again
+    def _step(self) -> float | None:
+        """Enroll, or take the next batch, or try the current one again; the pause before the next step."""
+        if self.client.credential is None:
+            return self._enroll()
+        if self._batch is None:
             try:
                 page = self.store.next_page(self.page_size)
             except JoeyError as e:
-                delay = self._backoff(failures)
-                failures += 1
+                delay = self._fail()
                 log.error("Edge %s: cannot read the inference log: %s; retrying in %.1fs", self.edge,
                           e.one_line(), delay)
                 self._set(RETRYING, e.one_line())
-                self._stop.wait(delay)
-                continue
+                return delay
             if page is None:
-                self._set(IDLE)
-                self._wake.wait()
-                continue
+                self._set(WAITING)
+                return IDLE
             self._set(UPLOADING)
-            records = orjson.loads(encode(page.table, PANDAS_RECORDS))
-            failures = self._deliver(page, records, failures)
+            self._batch = self._fit(page)
+        done, delay = self._attempt(self._batch)
+        self._failures = 0 if done and not delay else self._failures + 1
+        if done:
+            self._batch = None
+        return delay
 
-    def _deliver(self, page: Page, records: list[dict], failures: int) -> int:
-        """Try a page until it is done with (delivered, or set aside) or the engine stops; the count of
-        consecutive failures after it."""
-        while not self._stop.is_set():
-            done, delay = self._attempt(page, records, failures)
-            failures = 0 if done and not delay else failures + 1
-            if delay:
-                self._stop.wait(delay)
-            if done:
-                break
-        return failures
+    def _fail(self, retry_after: float | None = None) -> float:
+        delay = self._backoff.delay(self._failures, retry_after)
+        self._failures += 1
+        return delay
 
-    def _attempt(self, page: Page, records: list[dict], failures: int) -> tuple[bool, float]:
-        """One try at a page: whether it is done with, and how long to pause before the next request."""
-        last = page.seq_end - 1
+    def _enroll(self) -> float:
         try:
-            self.client.upload_page(page.seq_start, last, records)
+            self.client.ensure_enrolled()
+        except OpsRetryable as e:
+            delay = self._fail(e.retry_after)
+            log.warning("Edge %s: %s; serving on, inference logs stay on the edge; retrying in %.1fs",
+                        self.edge, e, delay)
+            self._set(ENROLLING, e.one_line())
+            return delay
+        except OpsRejected as e:
+            if e.one_line() != self._refusal:   # once, not every hour
+                self._refusal = e.one_line()
+                log.error("Edge %s: %s; serving on, inference logs stay on the edge (enrollment refused)",
+                          self.edge, self._refusal)
+            self._set(REFUSED, self._refusal)
+            return REFUSED_RETRY_S
+        except OSError as e:   # the credential could not be written to the volume
+            delay = self._fail()
+            log.error("Edge %s: cannot keep the edge credential: %s; retrying in %.1fs", self.edge, e, delay)
+            self._set(ENROLLING, str(e))
+            return delay
+        self._failures = 0
+        self._set(WAITING, None)
+        return 0.0
+
+    # ------------------------------------------------------------------------------------------- paging
+    def _fit(self, page: Page) -> Batch:
+        """The longest prefix of `page` whose upload body stays within MAX_PAGE_BYTES; a first record that
+        alone is larger is a batch of its own, to be set aside."""
+        room = MAX_PAGE_BYTES - len(page_body(self.edge, page.seq_start, page.seq_end - 1, ()))
+        records: list[bytes] = []
+        used = -1   # n records take n-1 commas
+        for record in _records(page.table):
+            used += len(record) + 1
+            if used > room:
+                if not records:
+                    return Batch(_head(page, 1), [], too_large=True)
+                break
+            records.append(record)
+        return Batch(_head(page, len(records)), records)
+
+    def _attempt(self, batch: Batch) -> tuple[bool, float]:
+        """One try at a batch: whether it is done with, and how long to pause before the next request."""
+        page = batch.page
+        last = page.seq_end - 1
+        if batch.too_large:
+            return self._too_large(page)
+        try:
+            self.client.upload_encoded(page.seq_start, last, batch.records)
             self.store.ack(page.seq_end)
         except OpsRetryable as e:
-            delay = self._backoff(failures, e.retry_after)
+            delay = self._backoff.delay(self._failures, e.retry_after)
             log.warning("Edge %s: log records %d..%d: %s; retrying in %.1fs", self.edge, page.seq_start, last,
                         e, delay)
             self._count(retries=1)
             self._set(RETRYING, e.one_line())
             return False, delay
         except OpsRejected as e:
-            return self._reject(page, e, failures)
+            return self._reject(page, e)
         except JoeyError as e:   # the credential file became unreadable, or the cursor cannot be written
-            delay = self._backoff(failures)
+            delay = self._backoff.delay(self._failures)
             log.error("Edge %s: log records %d..%d: %s; retrying in %.1fs", self.edge, page.seq_start, last,
                       e.one_line(), delay)
             self._count(retries=1)
@@ -229,29 +245,42 @@ class Uploader:
         self._set(UPLOADING, None)
         return True, 0.0
 
-    def _reject(self, page: Page, e: OpsRejected, failures: int) -> tuple[bool, float]:
+    def _reject(self, page: Page, e: OpsRejected) -> tuple[bool, float]:
         """Set the page aside, then acknowledge it. The pause after it keeps a refusal that concerns every page
         (a revoked credential) from turning each new record into a request to Ops."""
-        last = page.seq_end - 1
-        delay = self._backoff(failures)
-        try:
-            path = self._set_aside(page, e)
-            self.store.ack(page.seq_end)
-        except (OSError, JoeyError) as err:
-            log.error("Edge %s: log records %d..%d: %s; cannot set them aside: %s; trying again in %.1fs",
-                      self.edge, page.seq_start, last, e.one_line(), err, delay)
-            self._set(RETRYING, f"{e.one_line()}; cannot set aside: {err}")
+        delay = self._backoff.delay(self._failures)
+        if not self._put_aside(page, e.one_line(), delay):
             return False, delay
         self._count(records_rejected=page.seq_end - page.seq_start, pages_rejected=1)
-        log.error("Edge %s: log records %d..%d: %s; set aside in %s", self.edge, page.seq_start, last,
-                  e.one_line(), path)
         self._set(REFUSED, e.one_line())
         return True, delay
 
-    # ------------------------------------------------------------------------------------------- set aside
-    def _set_aside(self, page: Page, e: OpsRejected) -> Path:
+    def _too_large(self, page: Page) -> tuple[bool, float]:
+        """A record no upload can carry: set aside and counted, and the next records follow at once."""
+        reason = f"record {page.seq_start} is more than {MAX_PAGE_BYTES} bytes as JSON, the most one upload holds"
+        if not self._put_aside(page, reason, delay := self._backoff.delay(self._failures)):
+            return False, delay
+        self._count(records_too_large=1)
+        return True, 0.0
+
+    def _put_aside(self, page: Page, reason: str, delay: float) -> bool:
+        """Write the page to the set-aside directory and acknowledge it; False (logged) if that failed."""
         last = page.seq_end - 1
-        why = {"edge": self.edge, "seq_start": page.seq_start, "seq_end": last, "reason": e.one_line(),
+        try:
+            path = self._set_aside(page, reason)
+            self.store.ack(page.seq_end)
+        except (OSError, JoeyError) as err:
+            log.error("Edge %s: log records %d..%d: %s; cannot set them aside: %s; trying again in %.1fs",
+                      self.edge, page.seq_start, last, reason, err, delay)
+            self._set(RETRYING, f"{reason}; cannot set aside: {err}")
+            return False
+        log.error("Edge %s: log records %d..%d: %s; set aside in %s", self.edge, page.seq_start, last, reason, path)
+        return True
+
+    # ------------------------------------------------------------------------------------------- set aside
+    def _set_aside(self, page: Page, reason: str) -> Path:
+        last = page.seq_end - 1
+        why = {"edge": self.edge, "seq_start": page.seq_start, "seq_end": last, "reason": reason,
                "rejected_at": self._clock()}
         table = page.table.replace_schema_metadata({"joey.rejected": json.dumps(why)})
         sink = pa.BufferOutputStream()
@@ -292,17 +321,11 @@ class Uploader:
         return files
 
     # ------------------------------------------------------------------------------------------- helpers
-    def _backoff(self, failures: int, retry_after: float | None = None) -> float:
-        """Between half and all of a doubling, capped ceiling (jitter spreads edges that lost Ops together);
-        never below Ops' Retry-After."""
-        ceiling = min(self._retry_max, self._retry_first * 2 ** min(failures, 32))
-        return max(random.uniform(ceiling / 2, ceiling), retry_after or 0.0)
-
     def _set(self, state: str, error: str | None | object = _KEEP) -> None:
         with self._lock:
             self._state = state
             if error is not _KEEP:
-                self._last_error = error
+                self._last_error = error  # type: ignore[assignment]
 
     def _count(self, **deltas: int) -> None:
         with self._lock:
@@ -310,15 +333,26 @@ class Uploader:
                 self._counts[key] += n
 
 
-def for_edge(settings: Settings, store: LogStore) -> Uploader | None:
-    """The uploader of an engine started with EDGE_BUNDLE; None without one (the logs stay local: POST /logs)."""
-    bundle = settings.edge_bundle
-    if bundle is None:
-        return None
-    client = EdgeClient(bundle, settings.persist_dir, timeout=OPS_TIMEOUT_S)
+def _records(table: pa.Table) -> Iterator[bytes]:
+    """Each row of `table` as the JSON record Ops receives (pandas-records, then `to_json`), a slice of about
+    ENCODE_SLICE_BYTES at a time."""
+    step = max(1, ENCODE_SLICE_BYTES * table.num_rows // max(1, table.nbytes))
+    for start in range(0, table.num_rows, step):
+        for row in orjson.loads(encode(table.slice(start, step), PANDAS_RECORDS)):
+            yield to_json(row)
+
+
+def _head(page: Page, n: int) -> Page:
+    """The first n records of `page`."""
+    return page if n == page.seq_end - page.seq_start else Page(page.seq_start, page.seq_start + n,
+                                                                page.table.slice(0, n))
+
+
+def for_edge(settings: Settings, store: LogStore, client: EdgeClient) -> Uploader:
+    """The uploader of an engine started with EDGE_BUNDLE, over the engine's client of Ops."""
     uploader = Uploader(store, client, page_size=settings.page_size,
                         rejected_dir=settings.persist_dir / REJECTED_DIR,
                         rejected_capacity=settings.log_capacity // 4)
-    log.info("Edge %s: inference logs go to %s, %d records per upload", bundle.edge_name, bundle.opscenter_url,
+    log.info("Edge %s: inference logs go to %s, %d records per upload", uploader.edge, client.base_url,
              uploader.page_size)
     return uploader

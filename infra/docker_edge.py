@@ -39,7 +39,7 @@ def _memory_mb(memory: str) -> int:
 
 def container_limits(engine: EngineConfig) -> tuple[str, int]:
     """(cpus, memory in MiB) of `docker run --cpus --memory` for this engine config."""
-    return str(float(engine.cpus)), _memory_mb(engine.memory)
+    return quantity.format_cpus(engine.cpus), _memory_mb(engine.memory)
 
 
 class DockerEdge(pulumi.ComponentResource):

@@ -84,7 +84,7 @@ class EdgeSite(pulumi.ComponentResource):
             engine=edge.engine, pipeline_url=edge.pipeline_url, image=a[0], registry_host=edge.registry_host,
             oci_secret=f"{edge.edge_name}-oci", pull_secret=f"{edge.edge_name}-pull",
             claim=f"{edge.edge_name}-persist", bundle_secret=bundle_secret, bundle_sha256=a[1],
-            ops_url=edge.ops_url, verify_key=edge.verify_key))
+            verify_key=edge.verify_key))
         self.release = k8s.helm.v3.Release(
             f"{name}-release",
             k8s.helm.v3.ReleaseArgs(

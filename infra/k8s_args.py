@@ -11,7 +11,7 @@ import base64
 import json
 from typing import Any
 
-from joey import envvars
+from joey import envvars, quantity
 from joey.pipeline_config import EngineConfig
 
 REGISTRY_PORT = 5000
@@ -211,7 +211,7 @@ REGISTRY_INGRESS_ANNOTATIONS = {"nginx.ingress.kubernetes.io/proxy-body-size": "
 
 def engine_release_values(*, engine: EngineConfig, pipeline_url: str, image: str, registry_host: str,
                           oci_secret: str, pull_secret: str, claim: str, bundle_secret: str | None,
-                          bundle_sha256: str | None, ops_url: str, verify_key: str = "") -> dict[str, Any]:
+                          bundle_sha256: str | None, verify_key: str = "") -> dict[str, Any]:
     """Values for the publish's chart: only Secret and claim names, never a credential.
 
     The published chart already defaults pipelineUrl, image and engine to the publish's; they are set again
@@ -225,10 +225,9 @@ def engine_release_values(*, engine: EngineConfig, pipeline_url: str, image: str
         "imagePullSecrets": [{"name": pull_secret}],
         "pipelineUrl": pipeline_url,
         "ociRegistry": {"registry": registry_host, "existingSecret": oci_secret},
-        "engine": {"cpus": engine.cpus, "memory": engine.memory, "gpus": engine.gpus, "arch": engine.arch,
+        "engine": {"cpus": quantity.cpus_value(engine.cpus), "memory": engine.memory, "gpus": engine.gpus, "arch": engine.arch,
                    "accel": engine.accel},
         "persistence": {"enabled": True, "existingClaim": claim},
-        "opsUrl": ops_url,
     }
     if verify_key:
         values["verifyKey"] = verify_key
@@ -251,7 +250,7 @@ def engine_container_env(*, engine: EngineConfig, pipeline_url: str, registry_ho
     env = {
         envvars.PIPELINE_URL: pipeline_url,
         envvars.OCI_REGISTRY: registry_host,
-        envvars.CONFIG_CPUS: _cpus(engine.cpus),
+        envvars.CONFIG_CPUS: quantity.format_cpus(engine.cpus),
         envvars.PERSIST_DIR: PERSIST,
     }
     if ops_url:
@@ -260,6 +259,3 @@ def engine_container_env(*, engine: EngineConfig, pipeline_url: str, registry_ho
         env[envvars.VERIFY_KEY] = verify_key
     return env
 
-
-def _cpus(cpus: float) -> str:
-    return str(int(cpus)) if float(cpus).is_integer() else str(cpus)

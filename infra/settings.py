@@ -20,12 +20,12 @@ from pydantic.alias_generators import to_camel
 from joey import quantity
 from joey.errors import ConfigError
 from joey.pipeline_config import EngineConfig
-from joey.names import is_dns_label
+from joey import names
+from joey.names import is_dns_label, is_host
 from joey.deployment import DeploymentSpec
 
 PROJECT = "joey"
 _DIGEST_REF = re.compile(r"^[^\s@]+@sha256:[a-f0-9]{64}$")
-_HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 _REPO_PATH = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # The longest edge name whose namespace, edge-<name>, is still a DNS-1123 label.
@@ -45,8 +45,9 @@ def _pinned(v: str) -> str:
 
 
 def _host(v: str) -> str:
-    if not _HOST.match(v):
-        raise ValueError("must be HOST or HOST:PORT, without a scheme or path")
+    if not is_host(v):
+        raise ValueError("must be HOST or HOST:PORT (localhost, a dotted name, or NAME:PORT), without a scheme "
+                         "or path")
     return v
 
 
@@ -94,14 +95,14 @@ class Publish(_Model):
         return EngineConfig(cpus=e.cpus, memory=e.memory, gpus=e.gpus, arch=e.arch, accel=e.accel)
 
     def pipeline_url(self, registry_host: str, registry_namespace: str) -> str:
-        return f"{registry_host}/{registry_namespace}/pipelines/{self.pipeline}:{self.version}"
+        return str(names.pipeline_ref(self.pipeline, self.version, host=registry_host, namespace=registry_namespace))
 
     def chart_url(self, registry_host: str, registry_namespace: str) -> str:
-        return f"oci://{registry_host}/{registry_namespace}/charts/{self.pipeline}"
+        return names.chart_url(self.pipeline, host=registry_host, namespace=registry_namespace)
 
     @property
     def chart_version(self) -> str:
-        return f"0.0.1-{self.version}"
+        return names.chart_version(self.version)
 
 
 class Edge(_Model):
@@ -200,7 +201,7 @@ class StackConfig(_Model):
         if self.build_engine_image and self.engine_image:
             problems.append("engineImage: set either engineImage or buildEngineImage, not both")
         if self.ops_mode == "cluster":
-            if not _HOST.match(self.ops_host):
+            if not is_host(self.ops_host):
                 problems.append("opsHost: required with opsMode=cluster: the public host of the edge ingress")
             if not (self.ops_image or self.engine_image or self.build_engine_image):
                 problems.append("opsImage: required with opsMode=cluster unless engineImage or buildEngineImage "

@@ -6,7 +6,6 @@ VERSION = "org.opencontainers.image.version"
 TITLE = "org.opencontainers.image.title"
 SOURCE = "org.opencontainers.image.source"
 REVISION = "org.opencontainers.image.revision"
-DESCRIPTION = "org.opencontainers.image.description"
 REF_NAME = "org.opencontainers.image.ref.name"
 
 # CNCF ModelPack: where the file sits in the model's tree.
@@ -16,5 +15,3 @@ MODEL_FILEPATH = "org.cncf.model.filepath"
 MODEL_NAME = "io.joey.model.name"
 MODEL_VERSION = "io.joey.model.version"
 MODEL_FRAMEWORK = "io.joey.model.framework"
-PIPELINE_NAME = "io.joey.pipeline.name"
-PUBLISH_RECORD = "io.joey.publish"

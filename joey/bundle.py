@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from urllib.parse import urlsplit
 
 from joey.errors import JoeyError
-from joey.names import is_dns_label
+from joey.names import is_dns_label, is_host
 
 SUPPORTED_VERSION = "1"
 # What Ops writes as JOIN_TOKEN in the bundles it shows for edges moved to a replacing publish (seed 004):
@@ -35,7 +35,6 @@ _SHELL_SAFE = re.compile(r"[A-Za-z0-9._:/@%+,=-]+")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _CPUS = re.compile(r"(?:0|[1-9][0-9]{0,3})(?:\.[0-9]{1,3})?")
 _DIGITS = re.compile(r"[1-9][0-9]{0,17}")
-_HOSTPORT = re.compile(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
 
 
 class BundleError(JoeyError):
@@ -113,8 +112,8 @@ class EdgeBundle:
             raise BundleError("CONFIG_CPUS: expected a number of CPUs such as 1, 4 or 1.25")
         if self.workspace_id is not None and not _DIGITS.fullmatch(self.workspace_id):
             raise BundleError("WORKSPACE_ID: expected a positive integer")
-        if self.oci_registry is not None and not _HOSTPORT.fullmatch(self.oci_registry):
-            raise BundleError("OCI_REGISTRY: expected HOST[:PORT]")
+        if self.oci_registry is not None and not is_host(self.oci_registry):
+            raise BundleError("OCI_REGISTRY: expected HOST[:PORT] (localhost, a dotted name, or NAME:PORT)")
 
     @property
     def opscenter_url(self) -> str:

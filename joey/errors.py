@@ -5,7 +5,10 @@ Each subclass builds its own message from its fields (as MLServer's errors.py do
 """
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class JoeyError(Exception):
@@ -112,6 +115,15 @@ class RegistryUnreachable(JoeyError):
         super().__init__(f"registry {host} unreachable: {cause}", hint=hint)
 
 
+class PlainHTTPRegistry(RegistryUnreachable):
+    """TLS spoken to a registry that answers in plain HTTP: retrying cannot help, only the setting can."""
+
+    hint = "add --plain-http (for the engine: JOEY_PLAIN_HTTP=true)"
+
+    def __init__(self, host: str):
+        super().__init__(host, "TLS handshake failed (the server may speak plain HTTP)", plain_http=True)
+
+
 class DigestMismatch(JoeyError):
     exit_code = 5
     http_status = 502
@@ -145,6 +157,17 @@ class BadArtifact(JoeyError):
 
     def __init__(self, ref: str, problem: str):
         super().__init__(f"{ref} is not a Joey pipeline artifact: {problem}")
+
+
+class ArchiveTooLarge(JoeyError):
+    """An archive that would expand past what may be written for it (a decompression bomb, or a lie in a header)."""
+
+    exit_code = 5
+    http_status = 400
+
+    def __init__(self, path: str, limit: int, setting: str):
+        super().__init__(f"{path} expands to more than {limit} bytes, the most importing it may write; nothing "
+                         "was extracted", hint=f"set {setting} (bytes, or a quantity such as 20Gi) if it is genuine")
 
 
 class ConfigError(JoeyError):
@@ -227,10 +250,10 @@ class BadLogsQuery(BadRequest):
 class BodyTooLarge(JoeyError):
     http_status = 413
 
-    def __init__(self, limit: int, size: int | None = None):
+    def __init__(self, limit: int, size: int | None = None, variable: str = "JOEY_MAX_BODY"):
         got = f" ({size} bytes)" if size is not None else ""
         super().__init__(f"request body is larger than the limit of {limit} bytes{got}",
-                         hint="send fewer rows per request or raise JOEY_MAX_BODY")
+                         hint=f"send fewer rows per request or raise {variable}")
 
 
 class UnsupportedMediaType(JoeyError):
@@ -261,6 +284,53 @@ class InferenceFailed(JoeyError):
 
     def __init__(self, step: str, detail: str):
         super().__init__(f"model {step!r} failed on this input: {detail}")
+
+
+class OverLimit(BadRequest):
+    """A request larger in one dimension (rows, columns, keys, cells) than the engine's bound for it; the
+    message names the environment variable that sets the bound (docs/reliability.md, the cost model)."""
+
+    def __init__(self, what: str, limit: int, variable: str, got: str | None = None):
+        found = f" ({got})" if got else ""
+        super().__init__(f"the request has more {what} than the limit of {limit}{found}",
+                         hint=f"send fewer per request or raise {variable}")
+
+
+class DuplicateColumn(BadRequest):
+    def __init__(self, column: str, count: int):
+        super().__init__(f"column {column!r} appears {count} times; column names must be unique")
+
+
+class ValueOutOfRange(BadRequest):
+    def __init__(self, column: str, row: int, value: object, dtype: str):
+        super().__init__(f"column {column!r}, row {row}: value {value} does not fit the model's input type "
+                         f"{dtype}")
+
+
+class StoreWriteError(JoeyError):
+    """Records could not be made durable (disk full, I/O error); nothing of the failed append is kept."""
+
+    http_status = 507
+
+    def __init__(self, directory: Path, cause: OSError):
+        self.errno = cause.errno
+        self.directory = directory
+        if cause.errno == errno.ENOSPC:
+            hint = f"the volume holding {directory} is full: free space or set LOCAL_INFERENCE_STORAGE below its size"
+        else:
+            self.http_status = 500
+            hint = "the volume reported an error; check the disk"
+        reason = os.strerror(cause.errno) if cause.errno else str(cause)
+        super().__init__(f"inference log store {directory}: could not write records: {reason}", hint=hint)
+
+
+class StoreReadError(JoeyError):
+    """Stored records could not be read back."""
+
+    http_status = 500
+
+    def __init__(self, directory: Path, problem: str):
+        super().__init__(f"inference log store {directory}: {problem}")
 
 
 # --- answers from Ops

@@ -1,9 +1,10 @@
 """Request bodies of the Ops API, parsed once into typed objects; a bad body is one 400 naming each field."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag, ValidationError,
+                      field_validator)
 
 from joey.names import is_dns_label
 
@@ -12,6 +13,14 @@ from joey.errors import BadRequest
 MAX_TAGS = 32
 MAX_PAGE_RECORDS = 10_000
 MAX_EXPORT_PAGE = 10_000
+# Body limits, per route (Ops answers 413 beyond them without reading further). Each is far above the largest body
+# its model accepts, even with every character \u-escaped; parsing costs up to ~27x the body (docs/reliability.md).
+MAX_PAGE_BYTES = 8 * 2**20        # one /edge/logs body: a page of records as the uploader sends it
+MAX_JOIN_BYTES = 8 * 2**10        # /edge/join: an edge name and a join token, read before anyone is authenticated
+MAX_EDGE_BYTES = 256 * 2**10      # /edge/checkin, /edge/update_status
+MAX_ADMIN_BYTES = 1 * 2**20       # the admin API; a publish record (helm values, engine config) is the largest
+# A model's `max_bytes` (ClassVar) is its route's limit, MAX_ADMIN_BYTES when it names none; its `documents` are
+# the fields stored as JSON documents (escaped text), where any string JSON allows can be kept, NUL included.
 # Database ids are 64-bit: anything larger can name nothing (and must not reach the SQL as an overflow).
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
@@ -37,8 +46,18 @@ class Helm(BaseModel):
     values: dict[str, Any] = Field(default_factory=dict)
 
 
+class ModelRef(BaseModel):
+    """One model of a pushed pipeline, as the packager names it: Ops keeps it as a model config."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+    name: str = Field(min_length=1, max_length=253)
+    model_version: str | None = Field(default=None, max_length=128)
+    sha256: str | None = Field(default=None, max_length=128)
+
+
 class PublishRecord(BaseModel):
-    """What the packager sends after pushing a pipeline. Fields Ops does not know are kept and echoed back."""
+    """What the packager sends after pushing a pipeline. Fields Ops does not know are kept and echoed back.
+    Ops registers its pipeline, pipeline version and `models` (model configs) under integer ids."""
 
     model_config = ConfigDict(extra="allow", strict=True)
     pipeline_name: str
@@ -54,11 +73,34 @@ class PublishRecord(BaseModel):
     replaces: list[Id | Annotated[str, Field(min_length=1, max_length=2048)]] = Field(default_factory=list,
                                                                                          max_length=100)
     user_images: list[str] = Field(default_factory=list)
+    models: list[ModelRef] = Field(default_factory=list, max_length=1000)
 
     @field_validator("pipeline_name")
     @classmethod
     def _name(cls, v: str) -> str:
         return dns_label(v, "pipeline_name")
+
+
+class PublishRequest(_Body):
+    """Seed 003's publish: a registered pipeline version, which Ops copies into its edge registry."""
+
+    pipeline_id: Id
+    pipeline_version_id: Id
+    model_config_ids: list[Id] | None = Field(default=None, max_length=1000)
+
+
+def _publish_kind(body: Any) -> str:
+    """The packager sends its whole record (it names a pipeline_url); seed 003 sends ids only."""
+    if isinstance(body, dict) and "pipeline_version_id" in body and "pipeline_url" not in body:
+        return "ids"
+    return "record"
+
+
+class PublishBody(RootModel):
+    """The body of /publish: either kind, told apart before validation so each kind's errors name its fields."""
+
+    root: Annotated[Union[Annotated[PublishRequest, Tag("ids")], Annotated[PublishRecord, Tag("record")]],
+                    Discriminator(_publish_kind)]
 
 
 class PublishId(_Body):
@@ -74,8 +116,21 @@ class PublishId(_Body):
         return self.id if self.id is not None else self.publish_id
 
 
-class PipelineName(_Body):
-    pipeline_name: str
+class PipelineRef(_Body):
+    """A pipeline by its integer id (seed 003) or by its name."""
+
+    pipeline_id: Id | None = None
+    pipeline_name: str | None = None
+
+    @property
+    def given(self) -> int | str:
+        if (self.pipeline_id is None) == (self.pipeline_name is None):
+            raise BadRequest("give the pipeline as exactly one of `pipeline_id` or `pipeline_name`")
+        return self.pipeline_id if self.pipeline_id is not None else self.pipeline_name
+
+
+class ListPipelines(_Body):
+    pipeline_name: str | None = None
 
 
 class AddEdge(_Body):
@@ -113,6 +168,7 @@ class GetLogs(_Body):
 
 
 class Join(_Body):
+    max_bytes: ClassVar[int] = MAX_JOIN_BYTES
     edge: str
     join_token: str = Field(max_length=1024)
 
@@ -120,6 +176,8 @@ class Join(_Body):
 class LogPage(_Body):
     """One upload from an edge: records seq_start..seq_end (inclusive) of its local log, in order."""
 
+    max_bytes: ClassVar[int] = MAX_PAGE_BYTES
+    documents: ClassVar[frozenset[str]] = frozenset({"records"})
     edge: str
     seq_start: int = Field(ge=0, lt=2**62)
     seq_end: int = Field(ge=0, lt=2**62)
@@ -137,6 +195,7 @@ class Serving(_Body):
 class CheckIn(_Body):
     """An edge asking which pipeline to run (docs/engine-api.md, "In-line updates")."""
 
+    max_bytes: ClassVar[int] = MAX_EDGE_BYTES
     edge: str
     serving: Serving
 
@@ -145,6 +204,7 @@ class UpdateStatus(_Body):
     """The outcome of an edge's latest in-line update: `updated` (it serves the new pipeline) or `failed` (it
     serves on the previous one, `serving`)."""
 
+    max_bytes: ClassVar[int] = MAX_EDGE_BYTES
     edge: str
     status: Literal["updated", "failed"]
     pipeline_url: str = Field(max_length=2048)
@@ -165,6 +225,8 @@ def parse(model: type[M], body: Any) -> M:
     except ValidationError as e:
         issues = []
         for err in e.errors(include_url=False):
-            where = ".".join(str(p) for p in err["loc"]) or "body"
+            # A discriminated root model's errors start with the kind's tag: the body's fields are named without.
+            loc = err["loc"][1:] if issubclass(model, RootModel) else err["loc"]
+            where = ".".join(str(p) for p in loc) or "body"
             issues.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
         raise BadRequest("; ".join(issues)) from None

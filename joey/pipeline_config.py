@@ -118,7 +118,8 @@ class StepConfig:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """The spec's `deployment:`; serialised in the seeds' engine_config shape."""
+    """The spec's `deployment:`; serialised exactly in the seeds' engine_config shape: accel, arch and gpu sit
+    in engine.resources beside limits and requests, and engineAux carries the seeds' autoscale and images."""
 
     cpus: float = 1.0
     memory: str = "1Gi"
@@ -132,21 +133,21 @@ class EngineConfig:
             limits["nvidia.com/gpu"] = self.gpus
         return {
             "engine": {
-                "resources": {"limits": limits, "requests": dict(limits)},
-                "accel": self.accel,
-                "arch": self.arch,
-                "gpu": self.gpus > 0,
+                "resources": {"limits": limits, "requests": dict(limits), "accel": self.accel, "arch": self.arch,
+                              "gpu": self.gpus > 0},
             },
-            "engineAux": {},
+            "engineAux": {"autoscale": {"type": "none"}, "images": {}},
         }
 
     @classmethod
     def from_json(cls, d: dict) -> "EngineConfig":
-        e = d["engine"]
-        limits = e["resources"]["limits"]
+        resources = d["engine"]["resources"]
+        # Artifacts made before the seeds' shape kept accel/arch beside `resources`: they still load.
+        placed = {**d["engine"], **resources}
+        limits = resources["limits"]
         return cls(cpus=float(limits["cpu"]), memory=str(limits["memory"]),
-                   gpus=int(limits.get("nvidia.com/gpu", 0)), arch=e.get("arch", "x86"),
-                   accel=e.get("accel", "none"))
+                   gpus=int(limits.get("nvidia.com/gpu", 0)), arch=placed.get("arch", "x86"),
+                   accel=placed.get("accel", "none"))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import json
 from joey import mediatypes
 from joey.descriptor import Descriptor, Manifest, manifest_bytes
 from joey.errors import NotFound
+from joey.names import record_version
 from joey.transfer import Target
 
 # The seeds' publish fields, in their order, then Joey's additions.
@@ -13,12 +14,6 @@ FIELDS = ("id", "pipeline_name", "pipeline_version", "status", "workspace_name",
           "pipeline_digest", "helm", "engine_config", "docker_run_variables", "user_images", "created_by",
           "created_at", "updated_at", "replaces", "error", "commands")
 PUBLISH_RECORD = "application/vnd.joey.publish.v1+json"
-TAG_PREFIX = "publish-"
-
-
-def record_tag(pipeline_version: str) -> str:
-    """The tag under which a publish record sits beside its pipeline in pipelines/<name>."""
-    return f"{TAG_PREFIX}{pipeline_version}"
 
 
 def record_artifact(record: dict, subject: Descriptor) -> tuple[bytes, bytes, Descriptor]:
@@ -43,5 +38,5 @@ def read_record(target: Target, repo: str, tag: str) -> dict:
 
 
 def list_records(target: Target, repo: str) -> list[dict]:
-    out = [read_record(target, repo, t) for t in target.tags(repo) if t.startswith(TAG_PREFIX)]
+    out = [read_record(target, repo, t) for t in target.tags(repo) if record_version(t)]
     return sorted(out, key=lambda r: r.get("created_at") or "")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
@@ -18,7 +19,7 @@ import requests
 
 from joey import envvars, mediatypes
 from joey.descriptor import Descriptor, digest_of
-from joey.errors import DigestMismatch, NotFound, RegistryError, RegistryUnreachable
+from joey.errors import DigestMismatch, NotFound, PlainHTTPRegistry, RegistryError, RegistryUnreachable
 
 _CHUNK = 4 * 2**20
 TIMEOUT = (10, 300)  # connect, read
@@ -80,6 +81,8 @@ class Registry:
             # oras-py's do_request is wrapped in a retry that sleeps ~2 minutes on a dead registry and would resend
             # an already-consumed streamed body; callers here decide about retrying (the engine backs off itself).
             r = _DO_REQUEST(self._oras, url, method, headers=headers, **kw)
+        except requests.exceptions.SSLError as e:
+            raise _tls_error(self.host, e) from None
         except requests.exceptions.ConnectionError as e:
             raise RegistryUnreachable(self.host, _root_cause(e), self.plain_http) from None
         except requests.exceptions.Timeout:
@@ -188,6 +191,21 @@ def _root_cause(e: Exception) -> str:
         if marker in text:
             return marker.lower()
     return text.split(":")[-1].strip()[:200] or type(e).__name__
+
+
+# OpenSSL's words for a TLS hello answered in plain HTTP (OpenSSL 1.1 and 3.0; 3.2 and later).
+_PLAIN_HTTP_ANSWERS = ("WRONG_VERSION_NUMBER", "record layer failure", "http request", "packet length too long")
+_SSL_REASON = re.compile(r"\[SSL: [A-Z_]+\] ([^(']+)")
+
+
+def _tls_error(host: str, e: requests.exceptions.SSLError) -> RegistryUnreachable:
+    """One clean line from the nest of wrapped SSL errors requests raises."""
+    text = str(e)
+    if any(answer in text for answer in _PLAIN_HTTP_ANSWERS):
+        return PlainHTTPRegistry(host)
+    reason = _SSL_REASON.search(text)
+    return RegistryUnreachable(host, f"TLS failed: {reason.group(1).strip() if reason else 'handshake error'}",
+                               plain_http=False)
 
 
 def _error_detail(r: requests.Response) -> str:

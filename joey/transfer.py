@@ -6,7 +6,6 @@ the manifest goes last, so a tag never points at missing content.
 """
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from joey.errors import BadArtifact, NotFound
 from joey.fsutil import atomic_writer, safe_join, write_atomic
 from joey.layout import OCILayout, default_store
 from joey.names import Ref
+from joey.pipeline_config import PipelineConfig
 from joey.registry import Registry
 from joey.verify import copy_verified
 
@@ -116,14 +116,16 @@ class Pulled:
     files: dict[str, Path]  # layer title -> path written
 
 
-def pull_to_dir(src: Target, repository: str, reference: str, out_dir: Path) -> Pulled:
+def pull_to_dir(src: Target, repository: str, reference: str, out_dir: Path, *,
+                manifest: Manifest | None = None, progress: ProgressFactory = no_progress) -> Pulled:
     """Write manifest.json, config.json and every layer (by its title) into out_dir, each verified first.
 
     A blob is streamed to a temp file beside its destination and renamed only after its size and sha256
     match the manifest; on any failure nothing of this pull is left in out_dir.
     """
-    raw, _, digest = src.resolve(repository, reference)
-    manifest = Manifest.parse(raw, f"{repository}:{reference}")
+    if manifest is None:   # a caller that resolved `reference` already passes what it read
+        manifest = Manifest.parse(src.resolve(repository, reference)[0], f"{repository}:{reference}")
+    raw = manifest.raw
     out_dir.mkdir(parents=True, exist_ok=True)
     targets: list[tuple[Descriptor, Path]] = []
     for layer in manifest.layers:
@@ -134,12 +136,13 @@ def pull_to_dir(src: Target, repository: str, reference: str, out_dir: Path) -> 
     config_bytes = _read_small(src, repository, manifest.config)
     written: list[Path] = []
     try:
-        for layer, path in targets:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with src.read_blob(repository, layer.digest) as f, atomic_writer(path) as out:
-                _preallocate(out, layer.size)
-                copy_verified(f, out, layer, f"{repository}@{layer.digest} ({path.name})")
-            written.append(path)
+        with progress(sum(layer.size for layer, _ in targets), f"pull {repository}") as advance:
+            for layer, path in targets:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with src.read_blob(repository, layer.digest) as f, atomic_writer(path) as out:
+                    _preallocate(out, layer.size)
+                    copy_verified(f, out, layer, f"{repository}@{layer.digest} ({path.name})", advance)
+                written.append(path)
         write_atomic(out_dir / "config.json", config_bytes)
         write_atomic(out_dir / "manifest.json", raw)
     except BaseException:
@@ -172,7 +175,12 @@ def read_config(src: Target, repository: str, reference: str) -> tuple[Manifest,
     """The manifest and its verified config blob, without the layers."""
     raw, _, _ = src.resolve(repository, reference)
     manifest = Manifest.parse(raw, f"{repository}:{reference}")
-    return manifest, _read_small(src, repository, manifest.config)
+    return manifest, config_blob(src, repository, manifest)
+
+
+def config_blob(src: Target, repository: str, manifest: Manifest) -> bytes:
+    """The verified config blob of a manifest already read."""
+    return _read_small(src, repository, manifest.config)
 
 
 def is_pipeline(manifest: Manifest) -> bool:
@@ -180,5 +188,13 @@ def is_pipeline(manifest: Manifest) -> bool:
         manifest.config.media_type == mediatypes.PIPELINE_CONFIG
 
 
-def manifest_json(manifest: Manifest) -> dict:
-    return json.loads(manifest.raw)
+def pipeline_version(src: Target, repository: str, manifest: Manifest) -> str | None:
+    """The version of the pipeline `manifest` is, from its config (what the engine serves, the one place a
+    version is read; the org.opencontainers.image.version annotation is a copy for OCI tools); None for
+    anything that is not a pipeline."""
+    if not is_pipeline(manifest):
+        return None
+    try:
+        return PipelineConfig.from_bytes(config_blob(src, repository, manifest)).version or None
+    except (ValueError, KeyError, TypeError) as e:
+        raise BadArtifact(f"{repository}@{manifest.digest}", f"the pipeline config does not parse ({e})") from None

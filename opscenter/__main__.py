@@ -1,7 +1,9 @@
 """`joey-ops`: serve the Ops center.
 
     JOEY_OPS_TOKEN=... joey-ops --host 127.0.0.1 --port 8090 --database sqlite:///ops.db \
-        --public-url https://ops.example.com
+        --public-url https://ops.example.com --edge-registry edge-registry.example.com/edge
+
+The edge registry's password is read from the environment only (a flag would show in `ps`), and never logged.
 """
 from __future__ import annotations
 
@@ -17,8 +19,56 @@ from joey.bundle import is_loopback
 from joey.errors import ConfigError, JoeyError
 
 from opscenter.app import create_app
+from opscenter.publisher import DEFAULT_LEASE_S, EdgeRegistry, PublishSettings, RegistryAccess
 
 MIN_TOKEN_CHARS = 16
+# Ops' own settings for publishing (only joey-ops reads them).
+EDGE_REGISTRY = "JOEY_OPS_EDGE_REGISTRY"
+EDGE_REGISTRY_USERNAME = "JOEY_OPS_EDGE_REGISTRY_USERNAME"
+EDGE_REGISTRY_PASSWORD = "JOEY_OPS_EDGE_REGISTRY_PASSWORD"
+EDGE_REGISTRY_PLAIN_HTTP = "JOEY_OPS_EDGE_REGISTRY_PLAIN_HTTP"
+BUILD_REGISTRY_USERNAME = "JOEY_OPS_BUILD_REGISTRY_USERNAME"
+BUILD_REGISTRY_PASSWORD = "JOEY_OPS_BUILD_REGISTRY_PASSWORD"
+BUILD_REGISTRY_PLAIN_HTTP = "JOEY_OPS_BUILD_REGISTRY_PLAIN_HTTP"
+PUBLISH_LEASE = "JOEY_OPS_PUBLISH_LEASE"
+
+
+def _flag(given: bool, name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw not in ("", "0", "1", "true", "false"):
+        raise ConfigError(name, f"{raw!r} is not a boolean; use true/false or 1/0")
+    return given or raw in ("1", "true")
+
+
+def _access(username: str | None, user_var: str, password_var: str, plain_http: bool) -> RegistryAccess:
+    username = username or os.environ.get(user_var) or None
+    password = os.environ.get(password_var) or None
+    if bool(username) != bool(password):
+        raise ConfigError(password_var if username else user_var, f"set together with "
+                                                                  f"{user_var if username else password_var}")
+    return RegistryAccess(username, password, plain_http)
+
+
+def _publishing(args: argparse.Namespace) -> PublishSettings | None:
+    """Where Ops publishes to (--edge-registry), and how it reads the build registries; None: not configured."""
+    target = args.edge_registry or os.environ.get(EDGE_REGISTRY)
+    if not target:
+        return None
+    edge = _access(args.edge_registry_username, EDGE_REGISTRY_USERNAME, EDGE_REGISTRY_PASSWORD,
+                   _flag(args.edge_registry_plain_http, EDGE_REGISTRY_PLAIN_HTTP))
+    build = _access(None, BUILD_REGISTRY_USERNAME, BUILD_REGISTRY_PASSWORD,
+                    _flag(args.build_registry_plain_http, BUILD_REGISTRY_PLAIN_HTTP))
+    lease_text = args.publish_lease or os.environ.get(PUBLISH_LEASE) or str(DEFAULT_LEASE_S)
+    try:
+        lease = float(lease_text)
+    except ValueError:
+        lease = 0.0
+    if not 0 < lease < float("inf"):
+        raise ConfigError("--publish-lease", f"{lease_text!r} is not a positive number of seconds")
+    try:
+        return PublishSettings(EdgeRegistry.parse(target, edge), build, lease)
+    except JoeyError as e:
+        raise ConfigError("--edge-registry", e.one_line()) from None
 
 
 def _settings(args: argparse.Namespace) -> tuple[str, str, str]:
@@ -45,12 +95,24 @@ def main(argv: list[str] | None = None) -> int:
                                       "else sqlite:///joey-ops.db)")
     p.add_argument("--public-url", help=f"URL edges reach this server at, e.g. https://ops.example.com (default "
                                         f"${envvars.OPS_PUBLIC_URL}, else http://HOST:PORT on loopback)")
+    p.add_argument("--edge-registry", help=f"HOST[:PORT]/NAMESPACE Ops publishes pipelines to for the edges (default "
+                                           f"${EDGE_REGISTRY}); its credentials: ${EDGE_REGISTRY_USERNAME} and "
+                                           f"${EDGE_REGISTRY_PASSWORD}")
+    p.add_argument("--edge-registry-username", help=f"the edge registry's user (default ${EDGE_REGISTRY_USERNAME})")
+    p.add_argument("--edge-registry-plain-http", action="store_true",
+                   help=f"talk plain HTTP to the edge registry (loopback tests; or ${EDGE_REGISTRY_PLAIN_HTTP}=true)")
+    p.add_argument("--build-registry-plain-http", action="store_true",
+                   help="read the registries the packager pushed to over plain HTTP (or "
+                        f"${BUILD_REGISTRY_PLAIN_HTTP}=true); their credentials: ${BUILD_REGISTRY_USERNAME}, "
+                        f"${BUILD_REGISTRY_PASSWORD}")
+    p.add_argument("--publish-lease", help=f"seconds a publisher's claim on a publish lasts unrenewed before another "
+                                           f"takes it over (default ${PUBLISH_LEASE}, else {DEFAULT_LEASE_S:.0f})")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         token, public_url, database = _settings(args)
-        app = create_app(database, token, public_url)
+        app = create_app(database, token, public_url, publishing=_publishing(args))
     except JoeyError as e:
         print(f"joey-ops: {e.one_line()}", file=sys.stderr)
         return e.exit_code

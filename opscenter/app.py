@@ -11,9 +11,11 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
+import anyio
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -28,12 +30,15 @@ from joey import opswire as models
 from opscenter.db import Database
 from joey.errors import BadRequest, PayloadTooLarge, Unauthorized
 from opscenter.schema import STATEMENTS
+from opscenter.publisher import PublishSettings
 from opscenter.service import EDGE_PATH, OpsService
 
 log = logging.getLogger("joey.ops")
 API = "/v1/api/pipelines"
-# A page of PLATEAU_PAGE_SIZE records of wide tensors fits well inside this; admin bodies are far smaller.
-DEFAULT_MAX_BODY = 64 * 2**20
+# Bodies parsed at once: parsing costs up to ~27x a body's size (docs/reliability.md, "Cost model"), so this, not
+# the number of edges uploading, bounds what parsing can cost; further bodies wait their turn.
+PARSE_SLOTS = 2
+M = TypeVar("M", bound=BaseModel)
 
 
 def _bearer(request: Request) -> str | None:
@@ -41,21 +46,69 @@ def _bearer(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-async def _json_body(request: Request, limit: int) -> Any:
+async def _read_body(request: Request, limit: int) -> bytearray:
+    """At most `limit` bytes of body: a larger one is refused by its Content-Length, or as soon as it streams past
+    the limit, so what Ops holds is never more than the route allows."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body larger than {limit} bytes")
-    chunks, size = [], 0
+        raise PayloadTooLarge(f"request body of {declared} bytes is over the limit of {limit} bytes for "
+                              f"{request.url.path}")
+    body = bytearray()
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body larger than {limit} bytes")
-        chunks.append(chunk)
+        if len(body) + len(chunk) > limit:
+            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes for {request.url.path}")
+        body += chunk
+    return body
+
+
+# JSON can spell NUL and UTF-16 surrogates only as these escapes (raw control characters are not JSON, raw
+# surrogates not UTF-8), so bodies without one skip the walk over every string.
+_RISKY_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_OR_NUL = re.compile("[\x00\ud800-\udfff]")
+
+
+def _parse_body(model: type[M], raw: bytearray) -> M:
+    """The body as `model`: strict UTF-8, JSON, text Ops can store, then the model's own checks. Runs on a worker
+    thread, so a large body never holds up the event loop (and /healthz) for long."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadRequest(f"request body is not UTF-8 (byte {e.start}: {e.reason})") from None
     try:
         # NaN/Infinity (Python's json writes them) become null, as pandas' to_json writes them: answers stay JSON.
-        return json.loads(b"".join(chunks) or b"{}", parse_constant=lambda _: None)
+        value = json.loads(text or "{}", parse_constant=lambda _: None)
     except (ValueError, RecursionError) as e:
         raise BadRequest(f"request body is not JSON: {e}") from None
+    if _RISKY_ESCAPE.search(text):
+        _check_text(value, getattr(model, "documents", frozenset()))
+    return models.parse(model, value)
+
+
+def _check_text(value: Any, documents: frozenset[str]) -> None:
+    """Refuse what Ops could neither store nor answer: a lone surrogate anywhere (it is no Unicode text, UTF-8
+    cannot encode it) and NUL outside `documents` (PostgreSQL text cannot hold it; documents are stored escaped)."""
+    stack: list[tuple[Any, str, bool]] = [(value, "", False)]
+    while stack:  # not recursive: JSON nests as deep as the parser allows
+        item, where, in_document = stack.pop()
+        if isinstance(item, str):
+            bad = (_SURROGATE if in_document else _SURROGATE_OR_NUL).search(item)
+            if bad:
+                what = "NUL (U+0000)" if bad.group() == "\0" else f"a lone surrogate (U+{ord(bad.group()):04X})"
+                raise BadRequest(f"{where or 'body'}: the text holds {what}, which Ops cannot store",
+                                 hint="send Unicode text: surrogates only in pairs (\\ud83d\\ude00), no NUL")
+        elif isinstance(item, dict):
+            for key, member in item.items():
+                path = f"{where}.{_shown(key)}" if where else _shown(key)
+                stack.append((key, f"{path} (the key)", in_document))
+                stack.append((member, path, in_document or (not where and key in documents)))
+        elif isinstance(item, list):
+            stack.extend((member, f"{where}[{i}]", in_document) for i, member in enumerate(item))
+
+
+def _shown(key: str) -> str:
+    """A key as an error message can name it: escaped when it is not printable, cut when long."""
+    return (key if key.isprintable() else ascii(key))[:64]
 
 
 def _error(request: Request, exc: Exception) -> JSONResponse:
@@ -73,21 +126,25 @@ def _error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(database_url: str, admin_token: str, public_url: str, *,
-               clock: Callable[[], float] = time.time, max_body: int = DEFAULT_MAX_BODY) -> Starlette:
-    """The app, its schema created. `app.state.clock` is read on every call, so tests can move time."""
+               clock: Callable[[], float] = time.time, publishing: PublishSettings | None = None) -> Starlette:
+    """The app, its schema created. `app.state.clock` is read on every call, so tests can move time. With
+    `publishing` (an edge registry) the app publishes registered pipeline versions itself, in the background."""
     db = Database(database_url)
     db.create_schema(STATEMENTS)
     admin_digest = hashlib.sha256(admin_token.encode()).digest()
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        service.start()
         yield
+        await run_in_threadpool(service.stop)
         db.close()
 
     app = Starlette(lifespan=lifespan, exception_handlers={Exception: _error, HTTPException: _error,
                                                            JoeyError: _error})
     app.state.clock = clock
-    service = OpsService(db, public_url, clock=lambda: app.state.clock())
+    service = OpsService(db, public_url, clock=lambda: app.state.clock(), publishing=publishing)
+    parsing = anyio.CapacityLimiter(PARSE_SLOTS)
 
     def admin(request: Request) -> None:
         presented = _bearer(request)
@@ -99,15 +156,20 @@ def create_app(database_url: str, admin_token: str, public_url: str, *,
         presented = _bearer(request)
         if presented is None:
             raise Unauthorized("missing edge credential", hint="send Authorization: Bearer CREDENTIAL from /edge/join")
+        service.authenticate(presented)
         return presented
 
     def endpoint(model: type[BaseModel], call: Callable[[Any, Any], Any],
                  auth: Callable[[Request], Any] | None = admin) -> Callable[[Request], Awaitable[JSONResponse]]:
-        """POST handler: authenticate before reading the body, parse it, run `call(auth result, body)` on a
-        worker thread (the database calls block)."""
+        """POST handler: authenticate (an edge's credential is looked up), then read at most the model's
+        `max_bytes` of body, parse it and run `call(auth result, body)`, each on a worker thread (the database
+        calls block)."""
+        limit = getattr(model, "max_bytes", models.MAX_ADMIN_BYTES)
+
         async def handle(request: Request) -> JSONResponse:
-            who = auth(request) if auth else None
-            body = models.parse(model, await _json_body(request, max_body))
+            who = await run_in_threadpool(auth, request) if auth else None
+            raw = await _read_body(request, limit)
+            body = await anyio.to_thread.run_sync(_parse_body, model, raw, limiter=parsing)
             return JSONResponse(await run_in_threadpool(call, who, body))
         return handle
 
@@ -117,11 +179,13 @@ def create_app(database_url: str, admin_token: str, public_url: str, *,
     remove = endpoint(models.EdgeName, lambda _, b: service.remove_edge(b.name))
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
-        Route(f"{API}/publish", endpoint(models.PublishRecord, lambda _, b: service.publish(b)), methods=["POST"]),
+        Route(f"{API}/publish", endpoint(models.PublishBody, lambda _, b: service.publish(b.root)), methods=["POST"]),
         Route(f"{API}/get_publish_status", endpoint(models.PublishId, lambda _, b: service.get_publish(b.value)),
               methods=["POST"]),
         Route(f"{API}/list_publishes_for_pipeline",
-              endpoint(models.PipelineName, lambda _, b: service.list_publishes(b.pipeline_name)), methods=["POST"]),
+              endpoint(models.PipelineRef, lambda _, b: service.list_publishes(b.given)), methods=["POST"]),
+        Route(f"{API}/list_pipelines",
+              endpoint(models.ListPipelines, lambda _, b: service.list_pipelines(b.pipeline_name)), methods=["POST"]),
         Route(f"{API}/add_edge_to_publish", endpoint(models.AddEdge, lambda _, b: service.add_edge(b)),
               methods=["POST"]),
         Route(f"{API}/remove_edge", remove, methods=["POST"]),

@@ -24,19 +24,19 @@ def stamp(record: dict[str, Any], edge_name: str, index: int) -> dict[str, Any]:
 
 
 def flatten(record: dict[str, Any], dataset: Iterable[str] | None = None) -> dict[str, Any]:
-    """Nested objects become `parent.child` keys; lists stay values. `dataset` keeps only those top-level
-    fields (seed 003: ["time", "out", "metadata"]); None or ["*"] keeps all."""
-    keep = None if dataset is None or "*" in dataset else set(dataset)
+    """Nested objects become `parent.child` keys; lists stay values. `dataset` keeps only the columns it names:
+    a top-level field keeps all its columns (seed 003: ["time", "out", "metadata"]), a dotted name keeps that
+    column or the columns under it (["time", "out.variable", "metadata.partition"]); None or ["*"] keeps all."""
+    keep = None if dataset is None or "*" in dataset else tuple(dataset)
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, value: Any) -> None:
         if isinstance(value, dict) and value:
             for k, v in value.items():
                 walk(f"{prefix}.{k}", v)
-        else:
+        elif keep is None or any(prefix == d or prefix.startswith(f"{d}.") for d in keep):
             flat[prefix] = value
 
     for key, value in record.items():
-        if keep is None or key in keep:
-            walk(key, value)
+        walk(key, value)
     return flat

@@ -20,6 +20,46 @@ STATEMENTS = (
         created_at {REAL} NOT NULL,
         updated_at {REAL} NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS publishes_by_pipeline ON publishes (pipeline_name, id)",
+    # Pipelines, their versions and models under integer ids (seed 003's pipeline_id, pipeline_version_id,
+    # model_config_ids), registered by the packager's publish. `source` is the latest record the packager sent
+    # for that version: where its artifact, chart and engine image are in the build registry.
+    """CREATE TABLE IF NOT EXISTS pipelines (
+        id {ID},
+        name TEXT NOT NULL UNIQUE,
+        workspace_id BIGINT REFERENCES workspaces(id),
+        created_at {REAL} NOT NULL,
+        updated_at {REAL} NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS pipeline_versions (
+        id {ID},
+        pipeline_id BIGINT NOT NULL REFERENCES pipelines(id),
+        name TEXT NOT NULL,
+        source TEXT NOT NULL,
+        created_at {REAL} NOT NULL,
+        updated_at {REAL} NOT NULL,
+        UNIQUE (pipeline_id, name))""",
+    """CREATE TABLE IF NOT EXISTS model_configs (
+        id {ID},
+        pipeline_version_id BIGINT NOT NULL REFERENCES pipeline_versions(id),
+        model_name TEXT NOT NULL,
+        model_version TEXT,
+        sha256 TEXT,
+        created_at {REAL} NOT NULL,
+        UNIQUE (pipeline_version_id, model_name))""",
+    # A publish Ops makes itself (seed 003's id body): the copy into the edge registry, done by a worker that
+    # claims the row (claimed_by, claimed_at: a lease it renews while copying). A claim older than the lease
+    # belongs to a worker that died, and any worker, of this process or another replica, takes it over.
+    # not_before delays a retry after a transient failure; `error` is the last failure.
+    """CREATE TABLE IF NOT EXISTS publish_jobs (
+        publish_id BIGINT PRIMARY KEY REFERENCES publishes(id),
+        pipeline_version_id BIGINT NOT NULL REFERENCES pipeline_versions(id),
+        model_config_ids TEXT NOT NULL,
+        attempts BIGINT NOT NULL,
+        claimed_by TEXT,
+        claimed_at {REAL},
+        not_before {REAL} NOT NULL,
+        done_at {REAL},
+        error TEXT)""",
+    "CREATE INDEX IF NOT EXISTS publish_jobs_open ON publish_jobs (done_at, not_before)",
     # One row per edge location; the join token is kept only as its digest and burned by setting used_at.
     """CREATE TABLE IF NOT EXISTS edges (
         id TEXT PRIMARY KEY,

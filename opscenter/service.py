@@ -1,5 +1,6 @@
 """What Ops does: publishes, edges, enrollment, log ingestion and in-line update check-ins, each one database
-transaction.
+transaction. Publishes are of two kinds: the packager's (its whole record, Published as it arrives) and Ops' own
+of a registered pipeline version (seed 003's ids), which the publisher copies into the edge registry.
 
 Enrollment (docs/ops.md): add_edge_to_publish makes a random JOIN_TOKEN, stores its digest and hands the
 token out once, inside the EDGE_BUNDLE. The edge trades it at /edge/join for a session credential. The
@@ -16,17 +17,19 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from joey.bundle import REPLACE_PLACEHOLDER, BundleError, EdgeBundle, is_loopback
-from joey.errors import ConfigError
+from joey.errors import ConfigError, ReferenceError_
+from joey.names import parse
+from joey.quantity import format_cpus
 
-from opscenter import logrecords, tokens
+from opscenter import catalog, logrecords, tokens
 from opscenter.db import Database
+from opscenter.publisher import STATUS_PUBLISHED, Publisher, PublishSettings
 from joey.errors import BadRequest, Conflict, Forbidden, Missing, Unauthorized
-from joey.opswire import AddEdge, CheckIn, GetLogs, LogPage, PublishRecord, UpdateStatus
+from joey.opswire import AddEdge, CheckIn, GetLogs, LogPage, PublishRecord, PublishRequest, UpdateStatus
 
 EDGE_PATH = "/edge"
 JOIN_TOKEN_TTL = 24 * 3600.0
 SESSION_IDLE_TTL = 7 * 24 * 3600.0
-STATUS_PUBLISHED = "Published"
 
 _NO_DIGEST = "-" * 64  # matches no SHA-256 hex digest
 _REJOIN_HINT = "remove the edge and add it again for a new EDGE_BUNDLE"
@@ -40,7 +43,7 @@ def _cpus_text(cpus: Any) -> str | None:
     """4.0 -> "4", 1.25 -> "1.25": CONFIG_CPUS as the seeds write it."""
     if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0:
         return None
-    return f"{cpus:.3f}".rstrip("0").rstrip(".")
+    return format_cpus(cpus)
 
 
 def _limits(record: dict) -> dict:
@@ -70,16 +73,46 @@ class PublicEndpoint:
 
 
 class OpsService:
-    def __init__(self, db: Database, public_url: str, clock: Callable[[], float]):
+    def __init__(self, db: Database, public_url: str, clock: Callable[[], float],
+                 publishing: PublishSettings | None = None):
         self.db = db
         self.endpoint = PublicEndpoint(public_url)
         self.clock = clock
+        self.publishing = publishing
+        self.publisher = Publisher(db, publishing, clock) if publishing else None
+
+    def start(self) -> None:
+        if self.publisher:
+            self.publisher.start()
+
+    def stop(self) -> None:
+        if self.publisher:
+            self.publisher.stop()
 
     # ---- publishes -------------------------------------------------------------------------------------
 
-    def publish(self, rec: PublishRecord) -> dict:
+    def publish(self, body: PublishRecord | PublishRequest) -> dict:
+        if isinstance(body, PublishRequest):
+            return self.request_publish(body)
+        return self.record_publish(body)
+
+    def request_publish(self, req: PublishRequest) -> dict:
+        """Seed 003's publish of a registered version: answered PendingPublish, copied in the background."""
+        if self.publishing is None:
+            raise ConfigError("--edge-registry", "this Ops center has no edge registry to publish to: start "
+                                                 "joey-ops with --edge-registry HOST/NAMESPACE (docs/ops.md)")
+        edge = self.publishing.edge
+        with self.db.transaction() as tx:
+            view = self._publish_view(tx, catalog.new_publish(tx, req, edge.host, edge.namespace, self.clock()))
+        self.publisher.wake()
+        return view
+
+    def record_publish(self, rec: PublishRecord) -> dict:
+        """The packager's publish (it has pushed already): Published at once; its pipeline, version and models
+        registered under ids."""
         record = rec.model_dump(mode="json")
-        self._bundle(record, "probe", REPLACE_PLACEHOLDER, None)  # refuse now what no bundle could carry
+        # Refuse now what no bundle could carry.
+        self._bundle(record, rec.pipeline_url, "probe", REPLACE_PLACEHOLDER, None)
         now = self.clock()
         with self.db.transaction() as tx:
             workspace_id = None
@@ -87,6 +120,7 @@ class OpsService:
                 tx.execute("INSERT INTO workspaces (name) VALUES (?) ON CONFLICT (name) DO NOTHING",
                            (rec.workspace_name,))
                 workspace_id = tx.one("SELECT id FROM workspaces WHERE name = ?", (rec.workspace_name,))["id"]
+            record["model_config_ids"] = catalog.register(tx, rec, record, workspace_id, now)["model_config_ids"]
             replaced = [self._resolve_publish(tx, ref) for ref in rec.replaces]
             row = tx.one(
                 "INSERT INTO publishes (pipeline_name, pipeline_version, pipeline_url, workspace_id, record, replaces,"
@@ -101,11 +135,17 @@ class OpsService:
         with self.db.transaction() as tx:
             return self._publish_view(tx, self._publish_row(tx, publish_id))
 
-    def list_publishes(self, pipeline_name: str) -> dict:
+    def list_publishes(self, pipeline: int | str) -> dict:
+        """A pipeline's publishes and edges; the pipeline by id (seed 003) or by name."""
         with self.db.transaction() as tx:
+            pipeline_name = catalog.pipeline_name(tx, pipeline) if isinstance(pipeline, int) else pipeline
             rows = tx.all("SELECT * FROM publishes WHERE pipeline_name = ? ORDER BY id", (pipeline_name,))
             return {"publishes": [self._publish_view(tx, r) for r in rows],
                     "edges": self._edges(tx, pipeline_name)}
+
+    def list_pipelines(self, name: str | None) -> dict:
+        with self.db.transaction() as tx:
+            return {"pipelines": catalog.list_pipelines(tx, name)}
 
     def _publish_row(self, tx, publish_id: int) -> dict:
         row = tx.one("SELECT * FROM publishes WHERE id = ?", (publish_id,))
@@ -134,31 +174,34 @@ class OpsService:
         record = json.loads(row["record"])
         edges = tx.all("SELECT name FROM edges WHERE publish_id = ? AND join_token_used_at IS NOT NULL"
                        " ORDER BY name", (row["id"],))
+        job = tx.one("SELECT error FROM publish_jobs WHERE publish_id = ?", (row["id"],))
         return {
             **record,
             "id": row["id"],
+            **catalog.version_ids(tx, row["pipeline_name"], row["pipeline_version"]),
             "pipeline_version_name": row["pipeline_version"],
             "workspace_id": row["workspace_id"],
             "status": row["status"],
-            "error": None,
+            "error": job["error"] if job else None,
             "replaces": json.loads(row["replaces"]),
             "created_at": _iso(row["created_at"]),
             "updated_at": _iso(row["updated_at"]),
-            "edge_bundles": {e["name"]: self._bundle(record, e["name"], REPLACE_PLACEHOLDER, row["workspace_id"])
-                             for e in edges},
+            "edge_bundles": {e["name"]: self._bundle(record, row["pipeline_url"], e["name"], REPLACE_PLACEHOLDER,
+                                                     row["workspace_id"]) for e in edges},
         }
 
-    def _bundle(self, record: dict, edge_name: str, join_token: str, workspace_id: int | None) -> str:
-        pipeline_url = record["pipeline_url"]
-        registry = pipeline_url.split("/", 1)[0] if "/" in pipeline_url else None
+    def _bundle(self, record: dict, pipeline_url: str, edge_name: str, join_token: str,
+                workspace_id: int | None) -> str:
+        """The EDGE_BUNDLE for an edge of a publish whose pipeline is at `pipeline_url` (for Ops' own publishes,
+        the edge registry's URL, known before the copy is done)."""
         cpus = record.get("docker_run_variables", {}).get("CONFIG_CPUS") or _cpus_text(_limits(record).get("cpu"))
         try:
             return EdgeBundle(
                 edge_name=edge_name, opscenter_host=self.endpoint.opscenter_host, pipeline_url=pipeline_url,
-                join_token=join_token, config_cpus=cpus, oci_registry=registry,
+                join_token=join_token, config_cpus=cpus, oci_registry=parse(pipeline_url).host,
                 workspace_id=None if workspace_id is None else str(workspace_id),
             ).encode()
-        except BundleError as e:
+        except (BundleError, ReferenceError_) as e:
             raise BadRequest(f"cannot make an EDGE_BUNDLE for this publish: {e}") from None
 
     # ---- edges -----------------------------------------------------------------------------------------
@@ -176,7 +219,7 @@ class OpsService:
                        (str(uuid.uuid4()), req.name, json.dumps(req.tags), row["id"], tokens.digest(token),
                         now, now))
             view = self._publish_view(tx, row)
-        bundle = self._bundle(json.loads(row["record"]), req.name, token, row["workspace_id"])
+        bundle = self._bundle(json.loads(row["record"]), row["pipeline_url"], req.name, token, row["workspace_id"])
         helm = dict(view.get("helm") or {})
         helm["values"] = {**(helm.get("values") or {}), "edgeBundle": bundle}
         return {**view, "docker_run_variables": {**view["docker_run_variables"], "EDGE_BUNDLE": bundle},
@@ -259,6 +302,12 @@ class OpsService:
                    (now, tokens.digest(credential)))
         tx.execute("UPDATE edges SET last_seen = ? WHERE id = ?", (now, row["id"]))
         return row
+
+    def authenticate(self, credential: str) -> None:
+        """Refuse (401) a credential that is unknown, revoked or expired: called before a request's body is read,
+        so only enrolled edges can make Ops read and parse one."""
+        with self.db.transaction() as tx:
+            self._session(tx, credential, self.clock())
 
     # ---- in-line updates ------------------------------------------------------------------------------
 

@@ -2,19 +2,29 @@
 the engine image — and its restoration into another registry with every digest unchanged."""
 from __future__ import annotations
 
+import os
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from joey import record as rec
-from joey.errors import BadArtifact, JoeyError, UnsafePath
+from joey import envvars
+from joey.errors import ArchiveTooLarge, BadArtifact, ConfigError, JoeyError, UnsafePath
 from joey.fsutil import atomic_writer, safe_join
 from joey.layout import OCILayout
 from packager.publish import destination
-from joey.names import parse
+from joey.quantity import memory_bytes
+from joey.names import chart_repository, engine_repository, parse, pipeline_repository, record_tag, record_version
 from joey.registry import Registry
-from joey.transfer import copy, open_target
+from joey.transfer import ProgressFactory, copy, no_progress, open_target
+
+
+# A compressed export (gzip, xz) of weights and layers shrinks little; far more expansion is a decompression bomb.
+IMPORT_MAX_RATIO = 4
+IMPORT_MIN_BYTES = 64 * 2**20
+# An export holds a few dozen files (blobs, index, oci-layout); the list of members is kept in memory while checked.
+IMPORT_MAX_MEMBERS = 10_000
 
 
 @dataclass
@@ -24,33 +34,38 @@ class Exported:
     skipped: dict[str, str] = field(default_factory=dict)  # what could not be included, and why
 
 
-def export_publish(pipeline_ref: str, out: Path, *, store: Path | None = None, plain_http: bool = False) -> Exported:
+def export_publish(pipeline_ref: str, out: Path, *, store: Path | None = None, plain_http: bool = False,
+                   progress: ProgressFactory = no_progress) -> Exported:
     """Write `out` (a tar of an OCI image layout) with the publish of `pipeline_ref`."""
     ref = parse(pipeline_ref)
     if not ref.tag:
         raise BadArtifact(pipeline_ref, "name the publish by its version (NAME:VERSION or HOST/NS/pipelines/NAME:VERSION)")
     src = open_target(ref, store=store, plain_http=plain_http)
-    record = rec.read_record(src, ref.repository, rec.record_tag(ref.tag))
+    record = rec.read_record(src, ref.repository, record_tag(ref.tag))
     name = record["pipeline_name"]
+    repo = pipeline_repository("", name)
     result = Exported(out)
     with tempfile.TemporaryDirectory(prefix="joey-export-") as tmp:
         layout = OCILayout(Path(tmp) / "layout").init()
-        for src_tag, dst in ((ref.tag, f"pipelines/{name}"), (rec.record_tag(ref.tag), f"pipelines/{name}")):
-            result.refs[f"{dst}:{src_tag}"] = copy(src, ref.repository, src_tag, layout, dst, src_tag).digest
+        for src_tag in (ref.tag, record_tag(ref.tag)):
+            result.refs[f"{repo}:{src_tag}"] = copy(src, ref.repository, src_tag, layout, repo, src_tag,
+                                                    progress=progress).digest
         helm = record.get("helm") or {}
         if helm.get("chart"):
             chart = parse(helm["chart"])
             csrc = open_target(chart, store=store, plain_http=plain_http)
-            result.refs[f"charts/{name}:{helm['version']}"] = copy(csrc, chart.repository, helm["version"], layout,
-                                                                  f"charts/{name}", helm["version"]).digest
+            crepo = chart_repository("", name)
+            result.refs[f"{crepo}:{helm['version']}"] = copy(csrc, chart.repository, helm["version"], layout,
+                                                             crepo, helm["version"], progress=progress).digest
         engine = record.get("engine_url")
         if engine:
             try:
                 eref = parse(engine)
                 esrc = Registry(eref.host, plain_http=plain_http) if eref.host else open_target(eref, store=store)
                 tag = eref.tag or "latest"
-                erepo = "engines/" + eref.repository.rsplit("/", 1)[-1]
-                result.refs[f"{erepo}:{tag}"] = copy(esrc, eref.repository, eref.reference, layout, erepo, tag).digest
+                erepo = engine_repository("", eref.repository.rsplit("/", 1)[-1])
+                result.refs[f"{erepo}:{tag}"] = copy(esrc, eref.repository, eref.reference, layout, erepo, tag,
+                                                      progress=progress).digest
             except JoeyError as e:
                 result.skipped[engine] = e.one_line()
         with atomic_writer(out) as f, tarfile.open(fileobj=f, mode="w") as tar:
@@ -67,7 +82,39 @@ def export_publish(pipeline_ref: str, out: Path, *, store: Path | None = None, p
     return result
 
 
-def import_bundle(tar_path: Path, registry: str, *, plain_http: bool = False) -> dict[str, str]:
+def import_limit(tar_path: Path) -> int:
+    """The most bytes an archive may expand to: $JOEY_IMPORT_MAX_BYTES, else IMPORT_MAX_RATIO times its own size
+    (at least IMPORT_MIN_BYTES). An exported tar expands to less than its size; a compressed one by a few times."""
+    setting = os.environ.get(envvars.IMPORT_MAX_BYTES)
+    if setting:
+        try:
+            return memory_bytes(setting)
+        except ValueError as e:
+            raise ConfigError(envvars.IMPORT_MAX_BYTES, str(e)) from None
+    return max(IMPORT_MAX_RATIO * tar_path.stat().st_size, IMPORT_MIN_BYTES)
+
+
+def _checked_members(tar: tarfile.TarFile, root: Path, tar_path: Path) -> list[tarfile.TarInfo]:
+    """Every member, checked before anything is extracted: plain files and directories inside `root`, at most
+    IMPORT_MAX_MEMBERS of them, and in all no more than import_limit() bytes. Headers are read one at a time, so a
+    bomb is refused after decompressing at most the limit, not all of it."""
+    limit, expanded, members = import_limit(tar_path), 0, []
+    for member in tar:
+        if len(members) == IMPORT_MAX_MEMBERS:
+            raise BadArtifact(str(tar_path), f"more than {IMPORT_MAX_MEMBERS} files: not an exported publish")
+        if not (member.isfile() or member.isdir()):
+            raise UnsafePath(member.name)
+        safe_join(root, member.name)
+        # What the member costs on disk: its data in whole blocks and its header, as in a plain tar.
+        expanded += tarfile.BLOCKSIZE + -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+        if expanded > limit:
+            raise ArchiveTooLarge(str(tar_path), limit, envvars.IMPORT_MAX_BYTES)
+        members.append(member)
+    return members
+
+
+def import_bundle(tar_path: Path, registry: str, *, plain_http: bool = False,
+                  progress: ProgressFactory = no_progress) -> dict[str, str]:
     """Push everything in an exported tarball to `registry` (HOST/NS); returns reference -> digest."""
     dest = destination(registry, plain_http=plain_http)
     out: dict[str, str] = {}
@@ -75,20 +122,22 @@ def import_bundle(tar_path: Path, registry: str, *, plain_http: bool = False) ->
         root = Path(tmp)
         try:
             with tarfile.open(tar_path) as tar:
-                for member in tar.getmembers():
-                    if not (member.isfile() or member.isdir()):
-                        raise UnsafePath(member.name)
-                    safe_join(root, member.name)
-                tar.extractall(root, filter="data")
+                tar.extractall(root, members=_checked_members(tar, root, tar_path), filter="data")
         except tarfile.TarError as e:
-            raise BadArtifact(str(tar_path), f"not a readable tar archive ({e})") from None
+            # tarfile's message lists every compression it tried, one line each: the first says it all
+            first = str(e).splitlines()[0].rstrip(":")
+            raise BadArtifact(str(tar_path), f"not a readable tar archive ({first})") from None
         layout = OCILayout(root)
         if not layout.exists:
             raise BadArtifact(str(tar_path), "not an OCI image layout tarball (no oci-layout file)")
+        if not layout.entries():
+            raise BadArtifact(str(tar_path), "its index.json names no image: there is nothing to import")
         # pipelines before their records, so a record's subject is always present
-        entries = sorted(layout.entries(), key=lambda e: (":publish-" in e[0], e[0]))
+        entries = sorted(layout.entries(), key=lambda e: (record_version(e[0].rpartition(":")[2]) is not None,
+                                                          e[0]))
         for name, _ in entries:
             repo, _, tag = name.rpartition(":")
             dest_repo = f"{dest.namespace}/{repo}" if dest.namespace else repo
-            out[f"{dest.host}/{dest_repo}:{tag}"] = copy(layout, repo, tag, dest.target, dest_repo, tag).digest
+            out[dest.url(dest_repo, tag)] = copy(layout, repo, tag, dest.target, dest_repo, tag,
+                                                 progress=progress).digest
     return out

@@ -10,7 +10,7 @@ from joey import mediatypes
 from packager.artifact import Artifact, build_artifact
 from joey.errors import NotFound
 from joey.layout import OCILayout, default_store
-from joey.names import Ref
+from joey.names import Ref, pipeline_repository
 from packager.spec import LoadedSpec, load_spec
 from joey.transfer import CopyResult, copy
 
@@ -22,7 +22,7 @@ class ArtifactSource:
     def __init__(self, artifact: Artifact):
         self.artifact = artifact
         self._files = {d.digest: p for d, p in artifact.layers}
-        self.repository = f"pipelines/{artifact.config.name}"
+        self.repository = pipeline_repository("", artifact.config.name)
 
     def resolve(self, repository: str, reference: str) -> tuple[bytes, str, str]:
         return self.artifact.manifest, mediatypes.OCI_MANIFEST, self.artifact.digest

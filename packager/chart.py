@@ -22,12 +22,12 @@ import yaml
 from joey import envvars
 from joey.errors import ConfigError, JoeyError, RegistryError, RegistryUnreachable
 from joey.fsutil import atomic_writer
+from joey.names import chart_reference, chart_url, chart_version, is_dns_label
 
 # Helm stamps each tar entry, and the `created` annotation of the pushed manifest, with the chart files'
 # mtimes. Fixing them (1980-01-01, as zip and wheels do) makes a rebuild byte-identical on any checkout.
 CHART_EPOCH = 315532800
 LINT_ERROR = 3  # helm_python.lint severity
-_CHART_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 class ChartError(JoeyError):
@@ -76,17 +76,13 @@ def chart_source() -> Path:
     return path
 
 
-def chart_version(pipeline_version: str) -> str:
-    return f"0.0.1-{pipeline_version}"
-
-
 def build_publish_chart(pipeline_name: str, pipeline_version: str, values: dict[str, Any], out_dir: Path) -> Path:
     """Package this publish's chart into out_dir and return the .tgz (`<name>-0.0.1-<version>.tgz`).
 
     `values` (pipelineUrl, image, engine resources, ...) become the chart's defaults, merged into values.yaml
     so that its comments stay. The chart must lint without errors and render with those defaults alone.
     """
-    if not _CHART_NAME.match(pipeline_name):
+    if not is_dns_label(pipeline_name):
         raise ChartError(pipeline_name, "a chart name must be lower-case letters, digits and '-' (a DNS-1123 label)")
     with tempfile.TemporaryDirectory(prefix="joey-chart-") as tmp:
         chart_dir = Path(tmp) / pipeline_name
@@ -118,8 +114,7 @@ def push_chart(tgz: Path, host: str, namespace: str, *, plain_http: bool, userna
     tgz = Path(tgz)
     with _helm(tgz.name, helm.Chart.load, tgz) as chart:
         name, version = chart.name, chart.version
-    root = "/".join(p for p in (host, namespace.strip("/"), "charts") if p)
-    remote = f"oci://{root}"
+    remote, chart_ref = chart_url("", host=host, namespace=namespace), chart_url(name, host=host, namespace=namespace)
     with tempfile.TemporaryDirectory(prefix="joey-helm-") as tmp:
         # Logins go to a throwaway credentials file, never into the user's Helm configuration.
         creds = Path(tmp) / "registry.json" if username and password else None
@@ -128,10 +123,11 @@ def push_chart(tgz: Path, host: str, namespace: str, *, plain_http: bool, userna
                 if creds:
                     client.login(host, username, password, plain_http=plain_http)
                 client.push(tgz, remote)
-                digest = client.resolve(f"{remote}/{name}:{version}")["digest"]
+                digest = client.resolve(f"{chart_ref}:{version}")["digest"]
         except helm.HelmError as e:
-            raise _registry_error(e, host, f"{remote}/{name}:{version}", plain_http) from None
-    return ChartRef(chart=f"{remote}/{name}", reference=f"{root}@{digest}", version=version, digest=digest)
+            raise _registry_error(e, host, f"{chart_ref}:{version}", plain_http) from None
+    return ChartRef(chart=chart_ref, reference=chart_reference(digest, host=host, namespace=namespace),
+                    version=version, digest=digest)
 
 
 def render(chart: Path, values: dict[str, Any], name: str = "engine",

@@ -12,7 +12,7 @@ from functools import lru_cache
 import jinja2
 
 from joey.pipeline_config import EngineConfig
-from joey.quantity import docker_memory
+from joey.quantity import docker_memory, format_cpus
 
 NOTES = {
     "docker_run": "Set EDGE_PORT, OCI_USERNAME, OCI_PASSWORD{persist} before running.",
@@ -38,7 +38,7 @@ def render_commands(*, pipeline_url: str, engine_url: str, engine: EngineConfig,
                     chart: str | None, chart_version: str | None, edge_bundle: str | None = None,
                     upgrade: bool = False) -> dict[str, str]:
     """docker_run, podman_run, compose, helm_install (when a chart was pushed) and their notes."""
-    ctx = dict(pipeline_url=pipeline_url, engine_url=engine_url, cpus=engine.cpus, gpus=engine.gpus,
+    ctx = dict(pipeline_url=pipeline_url, engine_url=engine_url, cpus=format_cpus(engine.cpus), gpus=engine.gpus,
                docker_memory=docker_memory(engine.memory), oci_registry=oci_registry, edge_bundle=edge_bundle,
                chart=chart, chart_version=chart_version, upgrade=upgrade)
     env = _env()

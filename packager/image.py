@@ -29,12 +29,13 @@ from joey import __version__, envvars
 from packager.artifact import created_timestamp, git_provenance
 from joey.errors import JoeyError
 from joey.fsutil import write_atomic
+from joey.names import engine_image
 
 log = logging.getLogger("joey.image")
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "engine" / "Dockerfile"
-DEFAULT_TAG = f"localhost/joey-engine:{__version__}"
+DEFAULT_TAG = engine_image(__version__)
 # bookworm's python3: the wheelhouse is built by this interpreter on the host, so its cp3XX wheels must match.
 BASE_PYTHON = (3, 11)
 

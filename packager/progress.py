@@ -15,9 +15,11 @@ def terminal_progress(total: int, label: str) -> Iterator[Callable[[int], None] 
     if total < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
         yield None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
+    # On stderr, like the check above: stdout may be a pipe carrying the result.
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), transient=True) as p:
+                  TransferSpeedColumn(), transient=True, console=Console(stderr=True)) as p:
         task = p.add_task(label, total=total)
         yield lambda n: p.advance(task, n)

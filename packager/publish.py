@@ -18,10 +18,12 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Callable
 
 import yaml
 
 from joey import __version__, envvars, mediatypes
+from joey import annotations as ann
 
 from packager import provenance, signing
 from joey import record as rec
@@ -29,15 +31,17 @@ from packager.artifact import build_artifact
 from packager.build import ArtifactSource
 from packager.commands import render_commands
 from joey.descriptor import Descriptor, Manifest, manifest_bytes
-from joey.errors import JoeyError, NotFound
+from joey.errors import BadRequest, NotFound
 from joey.layout import OCILayout, default_store
 from packager.onnxmodel import digests_in_progress, is_inspected, sha256_file
 from joey.pipeline_config import EngineConfig
-from joey.names import Ref, chart_repository, parse, pipeline_repository, registry_target
+from joey.names import (Ref, chart_reference, chart_repository, chart_url, engine_image, image_parts, parse,
+                        pipeline_name, pipeline_repository, record_tag, registry_target, repository_name)
+from joey.quantity import cpus_value
 from joey.registry import Registry
 from packager.spec import load_spec
 from joey.signing import identity, load_signing_key
-from joey.transfer import Target, copy, open_target
+from joey.transfer import ProgressFactory, Target, copy, no_progress, open_target
 
 
 @dataclass(frozen=True)
@@ -51,10 +55,10 @@ class Destination:
     plain_http: bool = False
 
     def pipeline_repo(self, name: str) -> str:
-        return pipeline_repository(self.namespace, name) if self.host else f"pipelines/{name}"
+        return pipeline_repository(self.namespace, name)
 
     def url(self, repository: str, tag: str) -> str:
-        return f"{self.host}/{repository}:{tag}" if self.host else f"oci:{self.layout}:{repository}:{tag}"
+        return str(Ref(repository=repository, tag=tag, host=self.host, layout=self.layout))
 
 
 def destination(registry: str | None, *, store: Path | None = None, plain_http: bool = False,
@@ -73,10 +77,7 @@ def default_engine_image(dest: Destination, spec_image: str | None) -> str:
         return spec_image
     if env := os.environ.get(envvars.ENGINE_IMAGE):
         return env
-    if dest.host:
-        prefix = f"{dest.host}/{dest.namespace}" if dest.namespace else dest.host
-        return f"{prefix}/engines/joey-engine:{__version__}"
-    return f"localhost/joey-engine:{__version__}"
+    return engine_image(__version__, host=dest.host, namespace=dest.namespace)
 
 
 def _now() -> str:
@@ -87,7 +88,7 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
             plain_http: bool = False, username: str | None = None, password: str | None = None,
             replaces: list[str] | None = None, created_by: str | None = None, with_chart: bool = True,
             source: str | None = None, revision: str | None = None, ops=None,
-            sign_key: str | Path | None = None) -> dict:
+            sign_key: str | Path | None = None, progress: ProgressFactory = no_progress) -> dict:
     """Build, push pipeline + chart, store and return the publish record.
 
     With `ops` (an ops.client.OpsClient) the publish is also recorded in the Ops center, which assigns its `id`
@@ -99,7 +100,7 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
     key = load_signing_key(sign_key) if sign_key else None   # a bad key fails before anything is pushed
     if registry:
         dest = destination(registry, plain_http=plain_http, username=username, password=password)
-        loaded = _load_while_uploading(spec_path, dest)
+        loaded = _load_while_uploading(spec_path, dest, progress)
     else:  # nothing may be created, not even the store, for a spec that fails
         loaded = load_spec(spec_path)
         dest = destination(None, store=store)
@@ -107,7 +108,7 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
     cfg = artifact.config
     repo = dest.pipeline_repo(cfg.name)
     src = ArtifactSource(artifact)
-    copy(src, src.repository, cfg.version, dest.target, repo, cfg.version)
+    copy(src, src.repository, cfg.version, dest.target, repo, cfg.version, progress=progress)
     pipeline_url = dest.url(repo, cfg.version)
     pipeline_ref = Ref(repository=repo, tag=cfg.version, host=dest.host, layout=dest.layout)
     engine_url = default_engine_image(dest, loaded.engine_image)
@@ -146,7 +147,10 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
     })
     record["commands"] = commands_for(record, upgrade=bool(replaced))
     if ops is not None:
-        answer = ops.publish({**record, "replaces": [r["id"] or r["pipeline_url"] for r in record["replaces"]]})
+        # Ops registers the version's models as model configs (seed 003's model_config_ids).
+        models = [{"name": s.name, "model_version": s.model_version, "sha256": s.model.sha256} for s in cfg.steps]
+        answer = ops.publish({**record, "replaces": [r["id"] or r["pipeline_url"] for r in record["replaces"]],
+                              "models": models})
         record.update(id=answer["id"], status=answer["status"], created_at=answer["created_at"],
                       updated_at=answer["updated_at"])
     subject = Manifest.parse(artifact.manifest, pipeline_url).descriptor
@@ -162,7 +166,7 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
 PREUPLOAD_MIN_BYTES = 8 * 2**20
 
 
-def _load_while_uploading(spec_path: str | Path, dest: Destination):
+def _load_while_uploading(spec_path: str | Path, dest: Destination, progress: ProgressFactory):
     """load_spec, with large, not yet inspected model files already going up while onnx checks them.
 
     Inspection parses the whole model (onnx's checker releases the GIL); the upload is bound by the registry.
@@ -176,9 +180,10 @@ def _load_while_uploading(spec_path: str | Path, dest: Destination):
     if not big:
         return load_spec(spec_path)
     cancel = threading.Event()
-    with ThreadPoolExecutor(2 * len(big)) as pool:
+    with ThreadPoolExecutor(2 * len(big)) as pool, \
+            progress(sum(p.stat().st_size for p in big), f"push {repo}") as advance:
         hashes = {p: pool.submit(sha256_file, p) for p in big}   # one hash each, shared with the inspection
-        uploads = [pool.submit(_upload_file, dest.target, repo, p, hashes[p], cancel) for p in big]
+        uploads = [pool.submit(_upload_file, dest.target, repo, p, hashes[p], cancel, advance) for p in big]
         try:
             with digests_in_progress(hashes):
                 loaded = load_spec(spec_path)
@@ -211,17 +216,18 @@ class _CancellableFile(io.RawIOBase):
         super().close()
 
 
-def _upload_file(target: Target, repo: str, path: Path, hashed: Future, cancel: threading.Event) -> None:
+def _upload_file(target: Target, repo: str, path: Path, hashed: Future, cancel: threading.Event,
+                 advance: Callable[[int], None] | None) -> None:
     sha, size = hashed.result()
     with _CancellableFile(path, cancel) as f:
-        target.write_blob(repo, Descriptor(mediatypes.MODEL_WEIGHT_RAW, f"sha256:{sha}", size), f)
+        target.write_blob(repo, Descriptor(mediatypes.MODEL_WEIGHT_RAW, f"sha256:{sha}", size), f, advance)
 
 
 def commands_for(record: dict, *, edge_bundle: str | None = None, upgrade: bool = False) -> dict:
     helm = record.get("helm") or {}
-    host = record["pipeline_url"].split("/", 1)[0] if not record["pipeline_url"].startswith("oci:") else ""
     return render_commands(pipeline_url=record["pipeline_url"], engine_url=record["engine_url"],
-                           engine=EngineConfig.from_json(record["engine_config"]), oci_registry=host,
+                           engine=EngineConfig.from_json(record["engine_config"]),
+                           oci_registry=parse(record["pipeline_url"]).host or "",
                            chart=helm.get("chart"), chart_version=helm.get("version"), edge_bundle=edge_bundle,
                            upgrade=upgrade)
 
@@ -252,12 +258,12 @@ def store_record(dest: Destination, repo: str, record: dict, subject: Descriptor
     empty = Descriptor.for_bytes(mediatypes.OCI_EMPTY, b"{}")
     for desc, data in ((empty, b"{}"), (layer, blob)):
         dest.target.write_blob(repo, desc, io.BytesIO(data))
-    dest.target.write_manifest(repo, rec.record_tag(record["pipeline_version"]), manifest, mediatypes.OCI_MANIFEST)
+    dest.target.write_manifest(repo, record_tag(record["pipeline_version"]), manifest, mediatypes.OCI_MANIFEST)
 
 
 def _existing_record(dest: Destination, repo: str, version: str) -> dict | None:
     try:
-        return rec.read_record(dest.target, repo, rec.record_tag(version))
+        return rec.read_record(dest.target, repo, record_tag(version))
     except NotFound:
         return None
 
@@ -271,38 +277,28 @@ def find_publish(ref_or_id: str, dest: Destination) -> dict:
     elif ref.layout:
         target, repo = open_target(ref), ref.repository
     else:
-        target, repo = dest.target, dest.pipeline_repo(ref.repository.removeprefix("pipelines/"))
+        target, repo = dest.target, dest.pipeline_repo(pipeline_name(ref.repository))
     if not ref.tag:
         records = rec.list_records(target, repo)
         if not records:
             raise NotFound(f"a publish of {ref_or_id}")
         return records[-1]
-    return rec.read_record(target, repo, rec.record_tag(ref.tag))
+    return rec.read_record(target, repo, record_tag(ref.tag))
 
 
 # ---------------------------------------------------------------- charts
 
 def chart_values(pipeline_url: str, engine_url: str, engine, oci_registry: str) -> dict:
     """The per-publish chart's defaults: this publish's pipeline, engine image and resources."""
-    image = parse_image(engine_url)
+    repository, tag, digest = image_parts(engine_url)
+    image = {"repository": repository} | ({"tag": tag} if tag else {}) | ({"digest": digest} if digest else {})
     return {
         "pipelineUrl": pipeline_url,
         "image": image,
         "ociRegistry": {"registry": oci_registry},
-        "engine": {"cpus": engine.cpus, "memory": engine.memory, "gpus": engine.gpus, "arch": engine.arch,
+        "engine": {"cpus": cpus_value(engine.cpus), "memory": engine.memory, "gpus": engine.gpus, "arch": engine.arch,
                    "accel": engine.accel},
     }
-
-
-def parse_image(image: str) -> dict:
-    """repository/tag/digest of an image reference."""
-    out: dict = {}
-    if "@" in image:
-        image, out["digest"] = image.split("@", 1)
-    last = image.rsplit("/", 1)[-1]
-    if ":" in last:
-        image, out["tag"] = image.rsplit(":", 1)
-    return {"repository": image, **out}
 
 
 def _publish_chart(dest: Destination, name: str, version: str, pipeline_url: str, engine_url: str, engine,
@@ -331,10 +327,9 @@ def _store_chart_in_layout(dest: Destination, tgz: Path, name: str, values: dict
     repo = chart_repository("", name)
     for desc, blob in ((cdesc, config), (ldesc, data)):
         dest.target.write_blob(repo, desc, io.BytesIO(blob))
-    manifest = manifest_bytes(cdesc, [ldesc], {"org.opencontainers.image.title": name,
-                                               "org.opencontainers.image.version": meta["version"]})
+    manifest = manifest_bytes(cdesc, [ldesc], {ann.TITLE: name, ann.VERSION: meta["version"]})
     digest = dest.target.write_manifest(repo, meta["version"], manifest, mediatypes.OCI_MANIFEST)
-    return {"chart": f"oci:{dest.layout}:{repo}", "reference": f"oci:{dest.layout}:charts@{digest}",
+    return {"chart": chart_url(name, layout=dest.layout), "reference": chart_reference(digest, layout=dest.layout),
             "version": meta["version"], "values": values}
 
 
@@ -345,9 +340,8 @@ def publishes(pipeline: str | None, *, registry: str | None = None, store: Path 
     if pipeline:
         return rec.list_records(dest.target, dest.pipeline_repo(pipeline))
     if dest.layout is None:
-        raise JoeyError("listing every pipeline needs the registry catalog; name a pipeline",
-                        hint="packager publishes PIPELINE --registry HOST/NS")
-    names = sorted({n.split(":", 1)[0].removeprefix("pipelines/") for n in OCILayout(dest.layout).ref_names()
-                    if n.startswith("pipelines/")})
+        raise BadRequest("listing every pipeline needs the registry catalog; name a pipeline",
+                         hint="packager publishes PIPELINE --registry HOST/NS")
+    names = sorted({repository_name(n.split(":", 1)[0]) for n in OCILayout(dest.layout).ref_names()} - {None})
     return [r for n in names for r in rec.list_records(dest.target, dest.pipeline_repo(n))]
 

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from joey import annotations as ann
 from joey import record as rec
 from joey.descriptor import Manifest
 from joey.errors import NotFound
-from joey.names import Ref, parse
+from joey.names import Ref, parse, record_tag
 from joey.signing import PublicKey, Signed, SigningKey, Verified, identity, sign, subject_name, verify
-from joey.transfer import Target, open_target
+from joey.transfer import Target, open_target, pipeline_version
 
 
 @dataclass(frozen=True)
@@ -30,11 +29,11 @@ def publish_subjects(target: Target, ref: Ref) -> list[Located]:
     """The manifest `ref` names and, when it is a pipeline with a publish record that lists a chart, that chart."""
     out = [Located(target, ref.repository, ref.reference, identity(ref))]
     raw, _, _ = target.resolve(ref.repository, ref.reference)
-    version = Manifest.parse(raw, str(ref)).annotations.get(ann.VERSION)
+    version = pipeline_version(target, ref.repository, Manifest.parse(raw, str(ref)))
     if not version:
         return out
     try:
-        helm = rec.read_record(target, ref.repository, rec.record_tag(version)).get("helm") or {}
+        helm = rec.read_record(target, ref.repository, record_tag(version)).get("helm") or {}
     except NotFound:
         return out
     if not helm.get("chart") or not helm.get("version"):

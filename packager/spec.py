@@ -6,7 +6,8 @@ given twice is an error rather than a silent overwrite.
 """
 from __future__ import annotations
 
-
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -14,14 +15,18 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from joey import validations
+from joey import envvars, validations
 from joey.deployment import DeploymentSpec, StrictModel
 from joey.names import is_dns_label
-from joey.errors import ModelError, SpecError, SpecIssue
+from joey.errors import ConfigError, ModelError, SpecError, SpecIssue
 from packager.onnxmodel import inspect_model
 from joey.pipeline_config import EngineConfig, ModelInfo, PipelineConfig, StepConfig
 
 MAX_SPEC_BYTES = 1 * 2**20
+# Values one declared model input or output may hold (the product of its fixed dims, a fixed batch dim included):
+# 64 MiB of float32, the engine's default body limit, so no request at the defaults could carry more. Beyond it the
+# engine could not even allocate its warm-up rows (a dim of 2**40 is 8 TiB).
+MAX_TENSOR_VALUES = 2**24
 
 
 def _dns_label(v: str) -> str:
@@ -247,6 +252,8 @@ def load_spec(path: str | Path, *, inspect: bool = True) -> LoadedSpec:
                 infos[i] = inspect_model(mpath, step.model)
             except ModelError as e:
                 loc.issue(("steps", i, "model"), e.problem)
+            else:
+                _check_sizes(infos[i], i, loc)
 
     if spec is not None and inspect:
         _check_bindings(spec, [infos.get(i) for i in range(len(spec.steps))], loc)
@@ -267,6 +274,28 @@ def load_spec(path: str | Path, *, inspect: bool = True) -> LoadedSpec:
     ).with_version()
     return LoadedSpec(path=path, spec=spec, config=config,
                       model_paths=tuple(model_paths[i] for i in range(len(spec.steps))))
+
+
+def max_tensor_values() -> int:
+    """$JOEY_MAX_TENSOR_VALUES, else MAX_TENSOR_VALUES."""
+    setting = os.environ.get(envvars.MAX_TENSOR_VALUES, "").strip()
+    if not setting:
+        return MAX_TENSOR_VALUES
+    if not setting.isdigit() or int(setting) < 1:
+        raise ConfigError(envvars.MAX_TENSOR_VALUES, f"{setting!r} is not a positive whole number of values")
+    return int(setting)
+
+
+def _check_sizes(info: ModelInfo, i: int, loc: _Located) -> None:
+    """Each declared input and output within max_tensor_values() (unknown and symbolic dims count as 1)."""
+    limit = max_tensor_values()
+    for kind, sigs in (("input", info.inputs), ("output", info.outputs)):
+        for sig in sigs:
+            values = math.prod(d for d in sig.shape or () if isinstance(d, int) and d > 0)
+            if values > limit:
+                loc.issue(("steps", i, "model"),
+                          f"{kind} {sig.name!r} declares shape {list(sig.shape)}: {values} values, more than the "
+                          f"limit of {limit} ({envvars.MAX_TENSOR_VALUES})")
 
 
 def _valid_steps(data: Any) -> list[tuple[int, StepSpec]]:

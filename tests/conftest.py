@@ -131,7 +131,3 @@ def pytest_unconfigure(config):
         os._exit(3)
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "reference: uses ../shared/reference (real models and data)")
-    config.addinivalue_line("markers", "container: builds and runs images with podman")
-    config.addinivalue_line("markers", "postgres: starts a real PostgreSQL")

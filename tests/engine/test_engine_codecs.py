@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from engine.codecs import (ARROW_FILE, ARROW_STREAM, PANDAS_RECORDS, decode_request, negotiate, py_float,
-                           records_json, _dump)
+from engine.codecs import ARROW_FILE, ARROW_STREAM, PANDAS_RECORDS, decode_request, negotiate, py_float, records_json
+from engine.codecs.numbers import dump as _dump
 from joey.errors import MalformedBody, NoRows, NotAcceptable, UnsupportedMediaType
 
 

@@ -33,6 +33,26 @@ def test_seed_docker_run_environment():
     assert s.persist_dir == Path("/data")
 
 
+@pytest.mark.parametrize("size, capacity", [("100m", 100 * 2**20), ("1g", 2**30), ("512Mi", 512 * 2**20),
+                                            ("1Gi", 2**30), ("64k", 64 * 2**10), ("2t", 2 * 2**40)])
+def test_storage_sizes_as_the_seeds_write_them(size, capacity):
+    s = from_env({"PIPELINE_URL": URL, "LOCAL_INFERENCE_STORAGE": size, "PLATEAU_PAGE_SIZE": "100"})
+    assert s.log_capacity == capacity and s.page_size == 100
+
+
+def test_engine_starts_with_seed_001_storage(one_step, tmp_path):
+    """Seed 001's own `-e LOCAL_INFERENCE_STORAGE=100m`: a real engine starts, serves and logs."""
+    from support.engine import start_engine
+
+    eng = start_engine(one_step["pipeline_url"], tmp_path / "persist", LOCAL_INFERENCE_STORAGE="100m",
+                       PLATEAU_PAGE_SIZE="100")
+    try:
+        assert eng.proc.poll() is None
+        assert eng.get("/status").json()["logs"]["next_seq"] == 0
+    finally:
+        eng.stop()
+
+
 def test_oci_registry_supplies_a_missing_host():
     s = from_env({"PIPELINE_URL": "uat/pipelines/edge-pipeline:v1", "OCI_REGISTRY": "https://reg.local:5000"})
     assert (s.ref.host, s.ref.repository, s.ref.tag) == ("reg.local:5000", "uat/pipelines/edge-pipeline", "v1")
@@ -62,6 +82,8 @@ def test_edge_bundle_names_the_partition_and_fills_gaps():
     ({"PIPELINE_URL": URL, "PLATEAU_PAGE_SIZE": "10"}, "LOCAL_INFERENCE_STORAGE"),
     ({"PIPELINE_URL": URL, "LOCAL_INFERENCE_STORAGE": "1Gi", "PLATEAU_PAGE_SIZE": "0"}, "PLATEAU_PAGE_SIZE"),
     ({"PIPELINE_URL": URL, "LOCAL_INFERENCE_STORAGE": "-5Mi", "PLATEAU_PAGE_SIZE": "1"}, "LOCAL_INFERENCE_STORAGE"),
+    ({"PIPELINE_URL": URL, "LOCAL_INFERENCE_STORAGE": "100M", "PLATEAU_PAGE_SIZE": "1"}, "LOCAL_INFERENCE_STORAGE"),
+    ({"PIPELINE_URL": URL, "LOCAL_INFERENCE_STORAGE": "0m", "PLATEAU_PAGE_SIZE": "1"}, "LOCAL_INFERENCE_STORAGE"),
     ({"PIPELINE_URL": URL, "JOEY_MAX_BODY": "lots"}, "JOEY_MAX_BODY"),
     ({"PIPELINE_URL": URL, "JOEY_PLAIN_HTTP": "sometimes"}, "JOEY_PLAIN_HTTP"),
 ])

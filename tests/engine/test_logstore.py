@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from engine.logstore import HEADER_SIZE, LogStore, StoreReadError, StoreWriteError
+from engine.logstore import HEADER_SIZE, LogStore, StoreWriteError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -173,13 +173,15 @@ def test_schema_change_starts_a_segment_and_read_merges(tmp_path):
     assert ids_of(store.next_page(100).table) == [3, 4]
 
 
-def test_incompatible_schemas_fail_read_with_a_clear_error(tmp_path):
+def test_columns_whose_types_cannot_be_widened_are_read_as_json_text(tmp_path):
+    """Whatever /infer accepted can be read back: extra columns pass through as the client typed them."""
     store = LogStore(tmp_path)
     store.append(pa.table({"id": [1], "out.variable": [[0.5]]}))
     store.append(pa.table({"id": [2], "out.variable": ["text"]}))
-    with pytest.raises(StoreReadError, match="cannot be merged.*out.variable"):
-        store.read()
-    assert ids_of(store.read(limit=1)) == [2]
+    store.append(pa.table({"id": [3], "out.variable": pa.array([None], pa.string())}))
+    table = store.read()
+    assert table["out.variable"].to_pylist() == ["[0.5]", '"text"', None]
+    assert ids_of(store.read(limit=1)) == [3]
 
 
 # --------------------------------------------------------------------------------------------- capacity

@@ -176,8 +176,7 @@ def test_edge_names_unique():
 def release_values(**overrides) -> dict:
     values = k8s_args.engine_release_values(
         engine=ENGINE, pipeline_url="r.example.com/joey/pipelines/p:1", image=IMAGE, registry_host="r.example.com",
-        oci_secret="oci", pull_secret="pull", claim="c", bundle_secret="b", bundle_sha256="0" * 64,
-        ops_url="https://ops.example.com")
+        oci_secret="oci", pull_secret="pull", claim="c", bundle_secret="b", bundle_sha256="0" * 64)
     values.update(overrides)
     return values
 

@@ -19,8 +19,7 @@ def test_release_values_carry_the_verify_key_into_the_engine_env(tmp_path):
     pem = _pem(tmp_path)
     values = k8s_args.engine_release_values(
         engine=ENGINE, pipeline_url="r.example.com/joey/pipelines/p:1", image=IMAGE, registry_host="r.example.com",
-        oci_secret="oci", pull_secret="pull", claim="c", bundle_secret=None, bundle_sha256=None,
-        ops_url="", verify_key=pem)
+        oci_secret="oci", pull_secret="pull", claim="c", bundle_secret=None, bundle_sha256=None, verify_key=pem)
     assert values["verifyKey"] == pem
     objects = render(chart_source(), values, name="edge")
     deployment = next(o for o in objects if o["kind"] == "Deployment")
@@ -31,7 +30,7 @@ def test_release_values_carry_the_verify_key_into_the_engine_env(tmp_path):
 def test_without_a_key_nothing_is_set(tmp_path):
     values = k8s_args.engine_release_values(
         engine=ENGINE, pipeline_url="r.example.com/joey/pipelines/p:1", image=IMAGE, registry_host="r.example.com",
-        oci_secret="oci", pull_secret="pull", claim="c", bundle_secret=None, bundle_sha256=None, ops_url="")
+        oci_secret="oci", pull_secret="pull", claim="c", bundle_secret=None, bundle_sha256=None)
     assert "verifyKey" not in values
     env = k8s_args.engine_container_env(engine=ENGINE, pipeline_url="p", registry_host="r", ops_url="",
                                         verify_key=_pem(tmp_path))

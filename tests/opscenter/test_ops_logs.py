@@ -60,6 +60,19 @@ def test_export_uses_the_seeds_flattened_keys_and_forces_the_partition(ops, make
     assert {"in.tensor", "anomaly.count"} <= set(everything[0])
 
 
+def test_dotted_dataset_names_keep_those_columns(ops, make_record, tmp_path):
+    with enrolled_edge(ops, make_record, tmp_path) as edge:
+        edge.upload_page(0, 1, [record(0), record(1)])
+    with ops.client() as c:
+        recs = c.get_logs("ccfraud", dataset=["time", "out.variable", "metadata.partition"])["records"]
+        files = export_logs(c, "ccfraud", tmp_path / "export", dataset=["time", "out.variable",
+                                                                        "metadata.partition"])
+    assert [set(r) for r in recs] == [{"time", "out.variable", "metadata.partition"}] * 2
+    assert recs[1]["out.variable"] == [0.5] and recs[1]["metadata.partition"] == "edge-1"
+    df = pd.read_json(files[0], orient="records", lines=True)
+    assert list(df.columns) == ["time", "out.variable", "metadata.partition"]
+
+
 def test_logs_are_filtered_by_partition_and_paged(ops, make_record, tmp_path):
     with enrolled_edge(ops, make_record, tmp_path, "edge-a") as a, \
             enrolled_edge(ops, make_record, tmp_path, "edge-b") as b:

@@ -32,7 +32,7 @@ CASES = {
             "nodeSelector": {"site": "shop-7"}},
     "everything": {"image": {"repository": IMAGE, "tag": "", "digest": "sha256:" + "ab" * 32},
                    "edgeBundle": BUNDLE, "localInferenceStorage": "512Mi", "plateauPageSize": 100,
-                   "debug": True, "opsUrl": "https://ops.example.com",
+                   "debug": True,
                    "verifyKey": "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n",
                    "persistence": {"enabled": True, "size": "5Gi", "storageClass": "-",
                                    "accessModes": ["ReadWriteOncePod"], "existingClaim": ""},
@@ -189,7 +189,7 @@ def test_everything_set():
     assert c["image"] == f"{IMAGE}@sha256:{'ab' * 32}"
     assert e["LOCAL_INFERENCE_STORAGE"]["value"] == "512Mi" and e["PLATEAU_PAGE_SIZE"]["value"] == "100"
     assert e["DEBUG"]["value"] == "true"
-    assert e["JOEY_OPS_URL"]["value"] == "https://ops.example.com"
+    assert "JOEY_OPS_URL" not in e   # the engine reaches Ops at its EDGE_BUNDLE's OPSCENTER_HOST
     assert e["JOEY_VERIFY_KEY"]["value"] == CASES["everything"]["verifyKey"]
     pvc = objs[("PersistentVolumeClaim", "shop-engine-persist")]
     assert pvc["spec"]["storageClassName"] == "" and pvc["spec"]["accessModes"] == ["ReadWriteOncePod"]
@@ -247,7 +247,7 @@ def test_notes_tell_how_to_reach_the_engine():
     ({"engine": {"arch": "mips"}}, "/engine/arch"),
     ({"engine": {"gpus": -1}}, "/engine/gpus"),
     ({"engine": {"cpus": 0}}, "/engine/cpus"),
-    ({"localInferenceStorage": "100m", "plateauPageSize": 10}, "/localInferenceStorage"),
+    ({"localInferenceStorage": "100MB", "plateauPageSize": 10}, "/localInferenceStorage"),
     ({"localInferenceStorage": "512Mi"}, "/plateauPageSize"),
     ({"plateauPageSize": 100}, "/localInferenceStorage"),
     ({"ociRegistry": {"username": "robot", "password": ""}}, "/ociRegistry/password"),

@@ -120,6 +120,8 @@ def test_a_serving_engine_keeps_its_pipeline_when_a_fetch_is_tampered(registry, 
         decide, error = attacks(registry, published, v2)[attack]
         with Proxy(registry.host, decide) as proxy:
             url = v2["pipeline_url"].replace(registry.host, proxy.host)
+            if attack == "another manifest for the digest":   # the engine reads the manifest once, by what
+                url = f"{url.rsplit(':', 1)[0]}@{artifact(registry, v2)[2].digest}"   # the URL names: pin it
             with pytest.raises(error):
                 fetch(from_env({"PIPELINE_URL": url, "JOEY_PLAIN_HTTP": "true"}, persist_dir=persist))
         assert cache.current() == current

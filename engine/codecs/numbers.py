@@ -1,0 +1,126 @@
+"""JSON text of numeric arrays in one orjson call each, floats laid out like Python's repr, and the
+per-value spans of that text (no copy of it): the number-printing half of the records JSON encoder."""
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def spans(bounds: np.ndarray, text: pa.Buffer) -> pa.Array:
+    """A string array over `text` whose element i is text[bounds[i]:bounds[i+1]] (no copy of the text)."""
+    offsets = np.ascontiguousarray(bounds, dtype=np.int32)
+    return pa.Array.from_buffers(pa.string(), len(offsets) - 1, [None, pa.py_buffer(offsets), text])
+
+
+def dump(arr: np.ndarray) -> pa.Buffer:
+    """JSON text of a numeric array (`[v0,v1,...]`, or nested for 2-D), floats laid out as Python's repr.
+
+    orjson prints the shortest digits, like repr, and the same layout for 1e-4 <= |x| < 1e13. Outside that
+    band (orjson: 0.0000019, 1.5e-7, 1.5e+14; repr: 1.9e-06, 1.5e-07, 150000000000000.0) values are dumped as
+    null instead, and each null (the only JSON text with an `n` in it) is then replaced by the value's repr.
+    """
+    arr = np.ascontiguousarray(arr)
+    if arr.dtype.kind != "f":
+        return pa.py_buffer(orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY))
+    magnitude = np.abs(arr)
+    special = ~((magnitude >= 1e-4) & (magnitude < 1e13)) & (arr != 0)   # nan and inf included
+    if not special.any():
+        return pa.py_buffer(orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY))
+    text = orjson.dumps(np.where(special, np.nan, arr).astype(arr.dtype, copy=False),
+                        option=orjson.OPT_SERIALIZE_NUMPY)
+    nulls = np.flatnonzero(np.frombuffer(text, np.uint8) == ord("n")).astype(np.int32)
+    # Pieces alternate: text before the first null, a null, text up to the next null, ...
+    bounds = np.empty(2 * len(nulls) + 2, np.int32)
+    bounds[0], bounds[-1] = 0, len(text)
+    bounds[1:-1:2], bounds[2:-1:2] = nulls, nulls + 4
+    pieces = spans(bounds, pa.py_buffer(text))
+    is_null = np.zeros(len(pieces), bool)
+    is_null[1::2] = True
+    spliced = pc.replace_with_mask(pieces, pa.array(is_null), _repr_floats(arr[special]))
+    offsets = np.frombuffer(spliced.buffers()[1], np.int32, len(spliced) + 1, spliced.offset * 4)
+    return spliced.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+
+
+_POSITIONAL_SMALL = r"^(?P<sign>-?)0\.(?P<zeros>0*)(?P<first>[1-9])(?P<rest>[0-9]*)$"
+_SCIENTIFIC = r"^(?P<sign>-?)(?P<first>[1-9])(?:\.(?P<rest>[0-9]+))?e(?P<exp>[-+][0-9]+)$"
+
+
+def _repr_floats(values: np.ndarray) -> pa.Array:
+    """repr-style text of floats outside orjson's matching band, vectorised (there may be thousands)."""
+    texts = _split_values(pa.py_buffer(orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)), len(values))
+    positional = pc.extract_regex(texts, _POSITIONAL_SMALL)
+    scientific = pc.extract_regex(texts, _SCIENTIFIC)
+    is_positional = positional.is_valid()
+
+    def field(name: str) -> pa.Array:
+        return pc.if_else(is_positional, positional.field(name), scientific.field(name))
+
+    exponent = pc.if_else(is_positional,
+                          pc.binary_join_element_wise(
+                              "-", pc.cast(pc.add(pc.utf8_length(positional.field("zeros")), 1), pa.string()), ""),
+                          scientific.field("exp"))
+    # repr writes at least two exponent digits: e-07, e+16
+    exponent = pc.binary_join_element_wise(pc.utf8_slice_codeunits(exponent, 0, 1),
+                                           pc.utf8_lpad(pc.utf8_slice_codeunits(exponent, 1), 2, "0"), "")
+    rest = field("rest")
+    dot = pc.if_else(pc.equal(pc.utf8_length(rest), 0), "", ".")
+    out = pc.binary_join_element_wise(field("sign"), field("first"), dot, rest, "e", exponent, "")
+    # Left to repr one by one: nan/inf (null) and float32 in [1e13, 1e16), which repr writes positionally.
+    matched = (is_positional.to_numpy(zero_copy_only=False) | scientific.is_valid().to_numpy(zero_copy_only=False))
+    magnitude = np.abs(values)
+    left = ~matched | ~np.isfinite(values) | ((magnitude >= 1e13) & (magnitude < 1e16))
+    if left.any():
+        out = pc.replace_with_mask(out, pa.array(left),
+                                   pa.array([py_float(x).decode() for x in values[left]], pa.string()))
+    return out
+
+
+def _split_values(text: pa.Buffer, count: int) -> pa.Array:
+    """The value texts of a flat JSON array of numbers, one string each."""
+    return pc.utf8_slice_codeunits(spans(value_bounds(text, count), text), 0, -1)
+
+
+def value_bounds(text: pa.Buffer, count: int) -> np.ndarray:
+    """Where each value of the flat JSON array `[v0,v1,...]` starts, then the text's length: value i with the
+    one character after it (`,` or the closing `]`) is text[b[i]:b[i+1]].
+
+    A comma never occurs inside a number, `true`, `false` or `null`, so the separators are the commas.
+    """
+    commas = np.flatnonzero(np.frombuffer(text, np.uint8) == ord(","))
+    bounds = np.empty(count + 1, np.int64)
+    bounds[0] = 1
+    bounds[1:-1] = commas + 1
+    bounds[-1] = len(text)
+    return bounds
+
+
+def py_float(x: np.floating) -> bytes:
+    """Python's repr of a float applied to the shortest digits of its own width; null for nan and inf."""
+    if not np.isfinite(x):
+        return b"null"
+    sci = np.format_float_scientific(x, unique=True, exp_digits=2)
+    mantissa, _, exponent = sci.partition("e")
+    if -4 <= int(exponent) < 16:
+        return np.format_float_positional(x, unique=True, trim="0").encode()
+    return f"{mantissa.rstrip('.')}e{exponent}".encode()
+
+
+def dump_matrix(values: pa.Array, width: int) -> pa.Array:
+    """Rows of `width` numbers each, as `[v,...]` texts, from one dump of the (rows, width) matrix.
+
+    The dump reads `[[r0],[r1],...]`; a bracket never occurs inside a number, so the row starts are the
+    opening brackets after the first, and each row's span ends in one extra character (`,` or `]`).
+    """
+    text = dump(values.to_numpy(zero_copy_only=False).reshape(-1, width))
+    starts = np.flatnonzero(np.frombuffer(text, np.uint8) == ord("["))
+    starts[0] = len(text)   # the outer bracket is no row start; reused as the end of the last row
+    return pc.utf8_slice_codeunits(spans(np.roll(starts, -1), text), 0, -1)
+
+
+def dump_numbers(values: pa.Array) -> tuple[pa.Buffer, np.ndarray]:
+    """JSON text `[v0,v1,...]` of a numeric array and its _value_bounds."""
+    arr = values.to_numpy(zero_copy_only=False)
+    text = dump(arr)
+    return text, value_bounds(text, len(arr))
