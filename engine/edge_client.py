@@ -142,7 +142,7 @@ class EdgeClient:
                           spiffe_id=answer["spiffe_id"], join_token_sha256=_sha256(token),
                           enrolled_at=self._clock())
         self.credential_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_atomic(self.credential_path, json.dumps(asdict(cred), indent=1).encode())
+        write_atomic(self.credential_path, json.dumps(asdict(cred), indent=1).encode(), private=True)
         log.info("Node attestation was successful (edge %s, %s)", cred.edge, cred.spiffe_id)
         return cred
 

@@ -18,6 +18,7 @@ PLATEAU_PAGE_SIZE = "PLATEAU_PAGE_SIZE"
 STORE = "JOEY_STORE"                # packager: the local OCI image layout directory
 CHART_DIR = "JOEY_CHART_DIR"        # packager: the engine chart source (default: the repo's charts/engine)
 ENGINE_IMAGE = "JOEY_ENGINE_IMAGE"  # packager: engine image when the spec names none
+ENGINE_IMAGE_SOURCE = "JOEY_ENGINE_IMAGE_SOURCE"  # packager publish: where to copy the engine image from when the registry lacks it (as --engine-image)
 OPS_URL = "JOEY_OPS_URL"            # packager/engine: the Ops center
 OPS_TOKEN = "JOEY_OPS_TOKEN"        # packager/ops: the Ops admin bearer token
 OPS_DATABASE = "JOEY_OPS_DATABASE"  # ops: database URL, sqlite:///PATH (default sqlite:///joey-ops.db) or postgresql://...

@@ -1,4 +1,9 @@
-"""Atomic file writes and safe paths: nothing half-written, nothing outside its directory."""
+"""Atomic file writes and safe paths: nothing half-written, nothing outside its directory.
+
+Files get the mode an open() would give them (0666 less the process umask: 0644 under the usual 022), so a
+store, a pull or an export is readable by whoever the umask lets read it (the engine image's uid, when a store
+is mounted into it); secrets ask for `private` (0600) instead.
+"""
 from __future__ import annotations
 
 import os
@@ -10,12 +15,30 @@ from typing import IO, Iterator
 from joey.errors import UnsafePath
 
 
-@contextmanager
-def atomic_writer(path: Path, mode: str = "wb") -> Iterator[IO]:
-    """Write to a temp file beside `path`, fsync, then rename over it; on error the temp file is removed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def umask() -> int:
+    """The process umask, read without changing it: os.umask can only set it, and setting it even for a moment
+    would race with every other thread creating files."""
     try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    current = os.umask(0o022)   # no /proc: the only other way to read it
+    os.umask(current)
+    return current
+
+
+@contextmanager
+def atomic_writer(path: Path, mode: str = "wb", *, private: bool = False) -> Iterator[IO]:
+    """Write to a temp file beside `path`, fsync, then rename over it; on error the temp file is removed.
+    The file gets the umask's mode, or 0600 when `private`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")   # 0600 until chmod
+    try:
+        if not private:
+            os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -29,8 +52,8 @@ def atomic_writer(path: Path, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    with atomic_writer(path) as f:
+def write_atomic(path: Path, data: bytes, *, private: bool = False) -> None:
+    with atomic_writer(path, private=private) as f:
         f.write(data)
 
 

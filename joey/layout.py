@@ -16,7 +16,7 @@ from typing import IO, Iterator
 from joey import annotations as ann
 from joey import envvars, mediatypes
 from joey.descriptor import Descriptor, Manifest
-from joey.errors import NotFound
+from joey.errors import ConfigError, NotFound
 from joey.verify import copy_verified
 from joey.fsutil import atomic_writer, write_atomic
 
@@ -27,6 +27,17 @@ def default_store() -> Path:
         return Path(env)
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return Path(base) / "joey" / "store"
+
+
+def _open_readable(path: Path) -> IO[bytes]:
+    """`path` opened for reading; a file this process may not read is a setting to fix, said in one line (a
+    store mounted into a container whose uid cannot read it), not a traceback."""
+    try:
+        return open(path, "rb")
+    except PermissionError:
+        error = ConfigError(str(path), f"not readable by uid {os.getuid()} (permission denied)")
+        error.hint = "make the store readable to it: chmod -R a+rX STORE"
+        raise error from None
 
 
 class OCILayout:
@@ -60,7 +71,7 @@ class OCILayout:
     @contextmanager
     def read_blob(self, repository: str, digest: str) -> Iterator[IO[bytes]]:
         try:
-            f = open(self.blob_path(digest), "rb")
+            f = _open_readable(self.blob_path(digest))
         except FileNotFoundError:
             raise NotFound(f"blob {digest} in {self.root}") from None
         with f:
@@ -94,7 +105,8 @@ class OCILayout:
     # -- manifests and the index
     def read_index(self) -> list[dict]:
         try:
-            return json.loads((self.root / "index.json").read_text()).get("manifests", [])
+            with _open_readable(self.root / "index.json") as f:
+                return json.loads(f.read()).get("manifests", [])
         except FileNotFoundError:
             return []
 

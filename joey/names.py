@@ -11,7 +11,8 @@
 - engine image:           HOST/NS/engines/joey-engine:<version>, localhost/joey-engine:<version> when local —
   `engine_image`; any image reference splits into repository, tag and digest with `image_parts`
 - host:                   localhost, a dotted name, NAME:PORT or [IPv6][:PORT], each with an optional port —
-  docker's rule for telling a registry host from a first path component: `is_host`, `registry_target`
+  docker's rule for telling a registry host from a first path component: `is_host`, `registry_target`,
+  `registry_host` (of a reference)
 """
 from __future__ import annotations
 
@@ -138,6 +139,15 @@ def parse(ref: str) -> Ref:
     if "/" not in repo:
         repo = pipeline_repository("", repo)
     return Ref(repository=repo, tag=tag, digest=digest)
+
+
+def registry_host(reference: str) -> str | None:
+    """The registry host a reference names: None for the local store, a layout, or text that is no reference
+    (whoever reads that reference reports what is wrong with it)."""
+    try:
+        return parse(reference).host
+    except ReferenceError_:
+        return None
 
 
 def pipeline_ref(name: str, version: str, *, host: str | None = None, namespace: str = "",

@@ -95,7 +95,7 @@ def generate_keypair(prefix: Path) -> tuple[Path, Path]:
     for path in (key_path, pub_path):
         if path.exists():
             raise ConfigError("--out", f"{path} exists; refusing to overwrite a key")
-    with atomic_writer(key_path) as f:   # mkstemp creates it 0600: the key is never readable by others
+    with atomic_writer(key_path, private=True) as f:   # 0600: the key is never readable by others
         f.write(private)
     with atomic_writer(pub_path) as f:
         f.write(SigningKey(key).public.pem())

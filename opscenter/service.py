@@ -17,8 +17,8 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from joey.bundle import REPLACE_PLACEHOLDER, BundleError, EdgeBundle, is_loopback
-from joey.errors import ConfigError, ReferenceError_
-from joey.names import parse
+from joey.errors import ConfigError
+from joey.names import registry_host
 from joey.quantity import format_cpus
 
 from opscenter import catalog, logrecords, tokens
@@ -198,10 +198,10 @@ class OpsService:
         try:
             return EdgeBundle(
                 edge_name=edge_name, opscenter_host=self.endpoint.opscenter_host, pipeline_url=pipeline_url,
-                join_token=join_token, config_cpus=cpus, oci_registry=parse(pipeline_url).host,
+                join_token=join_token, config_cpus=cpus, oci_registry=registry_host(pipeline_url),
                 workspace_id=None if workspace_id is None else str(workspace_id),
             ).encode()
-        except (BundleError, ReferenceError_) as e:
+        except BundleError as e:
             raise BadRequest(f"cannot make an EDGE_BUNDLE for this publish: {e}") from None
 
     # ---- edges -----------------------------------------------------------------------------------------

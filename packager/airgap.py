@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from joey import record as rec
-from joey import envvars
+from joey import envvars, mediatypes
+from joey.descriptor import Descriptor, Manifest
 from joey.errors import ArchiveTooLarge, BadArtifact, ConfigError, JoeyError, UnsafePath
 from joey.fsutil import atomic_writer, safe_join
 from joey.layout import OCILayout
@@ -47,9 +48,13 @@ def export_publish(pipeline_ref: str, out: Path, *, store: Path | None = None, p
     result = Exported(out)
     with tempfile.TemporaryDirectory(prefix="joey-export-") as tmp:
         layout = OCILayout(Path(tmp) / "layout").init()
-        for src_tag in (ref.tag, record_tag(ref.tag)):
+        # A local store's record names the store (oci:STORE:...), which means nothing where the bundle goes.
+        local = isinstance(src, OCILayout)
+        for src_tag in (ref.tag,) if local else (ref.tag, record_tag(ref.tag)):
             result.refs[f"{repo}:{src_tag}"] = copy(src, ref.repository, src_tag, layout, repo, src_tag,
                                                     progress=progress).digest
+        if local:
+            result.refs[f"{repo}:{record_tag(ref.tag)}"] = _portable_record(layout, repo, ref.tag, record, src.root)
         helm = record.get("helm") or {}
         if helm.get("chart"):
             chart = parse(helm["chart"])
@@ -80,6 +85,29 @@ def export_publish(pipeline_ref: str, out: Path, *, store: Path | None = None, p
                 else:
                     tar.addfile(info)
     return result
+
+
+def _portable_record(layout: OCILayout, repo: str, version: str, record: dict, store: Path) -> str:
+    """Store in the bundle a local-store publish's record that names no store: its `oci:STORE:` URLs lose that
+    prefix (pipelines/NAME:VERSION, charts/NAME, as in the bundle), and its commands, which only worked from
+    that store, go. Returns the record manifest's digest."""
+    prefix = f"oci:{store}:"
+
+    def portable(value):
+        if isinstance(value, str):
+            return value.removeprefix(prefix)
+        if isinstance(value, dict):
+            return {k: portable(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [portable(v) for v in value]
+        return value
+
+    moved = portable({k: v for k, v in record.items() if k != "commands"})
+    raw, media_type, _ = layout.resolve(repo, version)
+    manifest, blob, desc = rec.record_artifact(moved, Manifest.parse(raw, f"{repo}:{version}").descriptor)
+    layout.write_bytes_blob(desc, blob)
+    layout.write_bytes_blob(Descriptor.for_bytes(mediatypes.OCI_EMPTY, b"{}"), b"{}")
+    return layout.write_manifest(repo, record_tag(version), manifest, mediatypes.OCI_MANIFEST)
 
 
 def import_limit(tar_path: Path) -> int:

@@ -6,6 +6,7 @@ import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from joey import annotations as ann
 from joey import envvars, mediatypes
@@ -51,8 +52,18 @@ def created_timestamp(inputs: list[Path]) -> str:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def without_userinfo(url: str) -> str:
+    """`url` without the `user:password@` of its authority: a CI clone's remote
+    (https://gitlab-ci-token:SECRET@host/...) must not publish its token in annotations and provenance."""
+    parts = urlsplit(url)
+    if not parts.scheme or "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def git_provenance(directory: Path) -> dict[str, str]:
-    """source (remote URL) and revision (HEAD) of the git work tree holding `directory`, when there is one."""
+    """source (remote URL, without credentials) and revision (HEAD) of the git work tree holding `directory`,
+    when there is one."""
     found: dict[str, str] = {}
     for key, args in (("revision", ["rev-parse", "HEAD"]), ("source", ["config", "--get", "remote.origin.url"])):
         try:
@@ -60,7 +71,7 @@ def git_provenance(directory: Path) -> dict[str, str]:
         except (OSError, subprocess.TimeoutExpired):
             return found
         if out.returncode == 0 and out.stdout.strip():
-            found[key] = out.stdout.strip()
+            found[key] = without_userinfo(out.stdout.strip())
     return found
 
 
@@ -85,7 +96,7 @@ def build_artifact(loaded: LoadedSpec, *, source: str | None = None, revision: s
         ann.TITLE: cfg.name,
     }
     if source or prov.get("source"):
-        annotations[ann.SOURCE] = source or prov["source"]
+        annotations[ann.SOURCE] = without_userinfo(source or prov["source"])
     if revision or prov.get("revision"):
         annotations[ann.REVISION] = revision or prov["revision"]
     config_desc = Descriptor.for_bytes(mediatypes.PIPELINE_CONFIG, config_bytes)

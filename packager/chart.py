@@ -1,5 +1,6 @@
-"""The per-publish Helm chart: a copy of charts/engine named after the pipeline, with the publish's values as
-its defaults, linted, packaged and pushed with real Helm (helm-python-sdk: Helm's Go SDK through ctypes).
+"""The per-publish Helm chart: a copy of the engine chart (charts/engine) named after the pipeline, with the
+publish's values as its defaults, linted, packaged and pushed with real Helm (helm-python-sdk: Helm's Go SDK
+through ctypes).
 
 A publish's chart lands at oci://HOST/NS/charts/<pipeline> with version 0.0.1-<pipeline version>, so that
 `helm install --atomic NAME oci://HOST/NS/charts/<pipeline> --version 0.0.1-<version>` needs nothing but the
@@ -13,6 +14,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +69,10 @@ class ChartRef:
 
 
 def chart_source() -> Path:
-    """The engine chart to copy: $JOEY_CHART_DIR, else the repository's charts/engine."""
+    """The engine chart to copy: $JOEY_CHART_DIR, else the one shipped in the package (packager/data/chart,
+    which the repository also shows as charts/engine), so that an installed wheel publishes as a checkout does."""
     configured = os.environ.get(envvars.CHART_DIR)
-    path = Path(configured) if configured else Path(__file__).resolve().parents[1] / "charts" / "engine"
+    path = Path(configured) if configured else Path(str(resources.files("packager") / "data" / "chart"))
     if not (path / "Chart.yaml").is_file():
         raise ConfigError(envvars.CHART_DIR, f"{path} is not a Helm chart directory (no Chart.yaml); "
                                              "set it to the engine chart, e.g. charts/engine of the Joey repository")

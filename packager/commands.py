@@ -1,7 +1,9 @@
 """The ready-to-paste deployment commands of a publish (jinja2 templates in templates/).
 
 Values are shell-quoted (shlex) or YAML-quoted where they land; `$VARS` are left for the DevOps engineer to set,
-and `notes` says which.
+and `notes` says which. Every command runs as printed: a plain-HTTP registry gets `--plain-http` (helm) and
+JOEY_PLAIN_HTTP (the engine); a publish to the local store, which no container or cluster can reach, gets the
+steps that work from there instead: serve it here, or push it to a registry to deploy it.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from functools import lru_cache
 
 import jinja2
 
+from joey import envvars
 from joey.pipeline_config import EngineConfig
 from joey.quantity import docker_memory, format_cpus
 
@@ -21,6 +24,11 @@ NOTES = {
                "then `docker compose up -d`.",
     "helm_install": "Set HELM_INSTALL_NAME, HELM_INSTALL_NAMESPACE, OCI_USERNAME, OCI_PASSWORD; "
                     "run `helm registry login` first for a private registry.",
+}
+LOCAL_NOTES = {
+    "serve": "Serves the pipeline on 127.0.0.1:8080 with the engine; `curl localhost:8080/pipelines` to check.",
+    "push": "Set REGISTRY (HOST[:PORT]/NAMESPACE) to deploy it: then publish with --registry $REGISTRY for "
+            "the docker, podman and helm commands (add --plain-http for a registry without TLS).",
 }
 
 
@@ -36,12 +44,17 @@ def _env() -> jinja2.Environment:
 
 def render_commands(*, pipeline_url: str, engine_url: str, engine: EngineConfig, oci_registry: str,
                     chart: str | None, chart_version: str | None, edge_bundle: str | None = None,
-                    upgrade: bool = False) -> dict[str, str]:
-    """docker_run, podman_run, compose, helm_install (when a chart was pushed) and their notes."""
+                    upgrade: bool = False, plain_http: bool = False) -> dict[str, str]:
+    """docker_run, podman_run, compose, helm_install (when a chart was pushed) and their notes; for a publish in
+    a local layout (`oci:DIR:...`), serve and push."""
+    env = _env()
+    if pipeline_url.startswith("oci:"):
+        out = {name: env.get_template(f"{name}.j2").render(pipeline_url=pipeline_url).strip() for name in LOCAL_NOTES}
+        return out | {"notes": dict(LOCAL_NOTES)}
     ctx = dict(pipeline_url=pipeline_url, engine_url=engine_url, cpus=format_cpus(engine.cpus), gpus=engine.gpus,
                docker_memory=docker_memory(engine.memory), oci_registry=oci_registry, edge_bundle=edge_bundle,
-               chart=chart, chart_version=chart_version, upgrade=upgrade)
-    env = _env()
+               chart=chart, chart_version=chart_version, upgrade=upgrade, plain_http=plain_http,
+               plain_http_var=envvars.PLAIN_HTTP)
     out = {
         "docker_run": env.get_template("docker_run.j2").render(ctx).strip(),
         "podman_run": env.get_template("podman_run.j2").render(ctx).strip(),

@@ -23,7 +23,7 @@ def table(record: dict) -> str:
     console.print(t)
     text = "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
     commands = record.get("commands") or {}
-    for name in ("docker_run", "podman_run", "helm_install", "compose"):
+    for name in ("serve", "push", "docker_run", "podman_run", "helm_install", "compose"):
         if name in commands:
             note = (commands.get("notes") or {}).get(name, "")
             text += f"\n# {name}" + (f" — {note}" if note else "") + f"\n{commands[name]}\n"

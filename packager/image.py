@@ -4,14 +4,14 @@ Nothing is fetched from Docker Hub or a package index during the build: the base
 root filesystem made by mmdebstrap from a Debian mirror, and every Python package comes from a wheelhouse
 built here on the host (`pip wheel`) and installed with `--no-index`. The base image and the wheelhouse are
 cached (podman's image store; CACHE/engine-context/deps), so a rebuild after a code change only redoes the last
-layers. See docs/container.md.
+layers. The Dockerfile and the joey wheel come from the checkout or, installed, from the package itself
+(packager/distwheel.py). See docs/container.md.
 
-    python -m packager.image build [--tag IMAGE] [--context DIR]
-    python -m packager.image push [--tag IMAGE] [--tls-verify] [--creds USER:PASS] DEST
+    packager image build [--tag IMAGE] [--context DIR]
+    packager image push [--tag IMAGE] (--registry HOST/NS | DEST) [--plain-http] [--creds USER:PASS]
 """
 from __future__ import annotations
 
-import argparse
 import fcntl
 import hashlib
 import importlib.metadata
@@ -23,18 +23,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib import resources
 from pathlib import Path
 
 from joey import __version__, envvars
-from packager.artifact import created_timestamp, git_provenance
 from joey.errors import JoeyError
 from joey.fsutil import write_atomic
 from joey.names import engine_image
+from packager.artifact import created_timestamp, git_provenance
+from packager.distwheel import build_project_wheel, source_checkout, wheel_inputs
 
 log = logging.getLogger("joey.image")
 
-ROOT = Path(__file__).resolve().parents[1]
-DOCKERFILE = ROOT / "engine" / "Dockerfile"
+# Package data of `engine` (pyproject's [tool.setuptools.package-data]): there in a checkout and in a wheel.
+DOCKERFILE = Path(str(resources.files("engine") / "Dockerfile"))
 DEFAULT_TAG = engine_image(__version__)
 # bookworm's python3: the wheelhouse is built by this interpreter on the host, so its cp3XX wheels must match.
 BASE_PYTHON = (3, 11)
@@ -219,37 +221,21 @@ def ensure_wheelhouse(dest: Path) -> Path:
     return dest
 
 
-def project_sources() -> list[Path]:
-    """The files the joey wheel is built from, relative to the project root."""
-    files = [Path(name) for name in ("pyproject.toml", "README.md", "LICENSE") if (ROOT / name).exists()]
-    for package in ("packager", "engine", "ops", "infra"):
-        files += sorted(p.relative_to(ROOT) for p in (ROOT / package).rglob("*")
-                        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
-    return files
-
-
-def build_project_wheel(out_dir: Path) -> Path:
-    """The joey wheel, built from a clean copy of the sources so a stale build/ tree can never leak in."""
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
-    with tempfile.TemporaryDirectory(prefix="joey-src-") as tmp:
-        for rel in project_sources():
-            (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, Path(tmp) / rel)
-        _run("project wheel (pip wheel)", [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                                           "--wheel-dir", str(out_dir), tmp])
-    wheels = list(out_dir.glob("joey-*.whl"))
-    if len(wheels) != 1:
-        raise ImageError("project wheel", f"expected one joey wheel in {out_dir}, found {len(wheels)}")
-    return wheels[0]
+def write_build_context(context: Path) -> Path:
+    """Put the Dockerfile and app/ (the joey wheel) into `context`, from the checkout or the installed package;
+    deps/ (the wheelhouse, ensure_wheelhouse) is the rest of what the build needs."""
+    context.mkdir(parents=True, exist_ok=True)
+    (context / "Dockerfile").write_bytes(DOCKERFILE.read_bytes())
+    build_project_wheel(context / "app")
+    return context
 
 
 def build_engine_image(tag: str = DEFAULT_TAG, *, context_dir: Path | None = None,
                        base_image: str = BASE_IMAGE) -> str:
     """Build engine/Dockerfile into the local podman image `tag`; returns the image ID (sha256:...).
 
-    `context_dir` (default CACHE/engine-context) receives deps/ and app/; deps/ is reused while the pins hold.
+    `context_dir` (default CACHE/engine-context) receives the Dockerfile, deps/ and app/; deps/ is reused while
+    the pins hold.
     """
     context = context_dir or cache_dir() / "engine-context"
     context.mkdir(parents=True, exist_ok=True)
@@ -258,18 +244,19 @@ def build_engine_image(tag: str = DEFAULT_TAG, *, context_dir: Path | None = Non
         fcntl.flock(lock, fcntl.LOCK_EX)
         ensure_base_image(base_image)
         ensure_wheelhouse(context / "deps")
-        build_project_wheel(context / "app")
+        write_build_context(context)
         started = time.monotonic()
         previous = _image_id(tag)
-        revision = git_provenance(ROOT).get("revision", "unknown")
-        created = created_timestamp([DOCKERFILE, *(ROOT / rel for rel in project_sources())])
+        root = source_checkout()
+        revision = git_provenance(root).get("revision", "unknown") if root else "unknown"
+        created = created_timestamp([DOCKERFILE, *wheel_inputs()])
         # --format docker: the OCI image format has no HEALTHCHECK, podman would drop it.
         # --isolation chroot: RUN steps work without user namespaces or a runtime that may set rlimits.
         # --network host: no RUN step uses the network, and this needs no netavark/CNI setup.
         podman("image build", "build", "--format", "docker", "--isolation", "chroot", "--network", "host",
                "--layers", "--build-arg", f"BASE_IMAGE={base_image}", "--build-arg", f"VERSION={__version__}",
                "--build-arg", f"REVISION={revision}", "--build-arg", f"CREATED={created}",
-               "--tag", tag, "--file", str(DOCKERFILE), str(context))
+               "--tag", tag, "--file", str(context / "Dockerfile"), str(context))
     image_id = _image_id(tag)
     if previous and previous != image_id:
         # The tag moved on: drop the image it leaves behind (and its private layers) unless something still
@@ -307,30 +294,7 @@ def push_engine_image(tag: str, dest_ref: str, *, tls_verify: bool = False, cred
     return digest
 
 
-def main(argv: list[str] | None = None) -> int:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--tag", default=DEFAULT_TAG, help=f"local image name (default {DEFAULT_TAG})")
-    common.add_argument("-v", "--verbose", action="store_true", help="show every command run")
-    parser = argparse.ArgumentParser(prog="python -m packager.image", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="verb", required=True)
-    build = sub.add_parser("build", parents=[common], help="build the engine image; prints its ID")
-    build.add_argument("--context", type=Path, help="build context directory (default CACHE/engine-context)")
-    push = sub.add_parser("push", parents=[common], help="push the built image; prints the stored digest")
-    push.add_argument("dest", help="HOST[:PORT]/NAMESPACE/engines/joey-engine:TAG")
-    push.add_argument("--tls-verify", action="store_true", help="verify the registry's TLS certificate")
-    push.add_argument("--creds", help="USER:PASSWORD for the registry (default: podman's login)")
-    a = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO, format="%(message)s")
-    try:
-        if a.verb == "build":
-            print(build_engine_image(a.tag, context_dir=a.context))
-        else:
-            print(push_engine_image(a.tag, a.dest, tls_verify=a.tls_verify, creds=a.creds))
-    except JoeyError as e:
-        print(f"error: {e.one_line()}", file=sys.stderr)
-        return e.exit_code
-    return 0
+if __name__ == "__main__":   # the older spelling of `packager image build|push`
+    from packager.cli import main
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["image", *sys.argv[1:]]))

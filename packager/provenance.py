@@ -16,7 +16,7 @@ from joey import __version__, envvars
 from joey import annotations as ann
 from joey import mediatypes
 from joey import referrers as refs
-from packager.artifact import Artifact
+from packager.artifact import Artifact, without_userinfo
 from joey.descriptor import Descriptor
 from joey.errors import BadArtifact
 from joey.signing import PublicKey, SigningKey, dsse_envelope, dsse_open
@@ -33,7 +33,7 @@ PREDICATE_ANNOTATION = "predicateType"   # the key cosign's attestation layers c
 
 def builder_id() -> str:
     """$JOEY_BUILDER_ID (e.g. a CI system's id for itself), else this packager."""
-    return os.environ.get(envvars.BUILDER_ID) or f"https://joey.dev/packager@{__version__}"
+    return without_userinfo(os.environ.get(envvars.BUILDER_ID) or f"https://joey.dev/packager@{__version__}")
 
 
 def _rfc3339(t: datetime) -> str:

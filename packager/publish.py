@@ -14,6 +14,7 @@ import socket
 import tarfile
 import tempfile
 import threading
+from contextlib import suppress
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,13 +31,15 @@ from joey import record as rec
 from packager.artifact import build_artifact
 from packager.build import ArtifactSource
 from packager.commands import render_commands
+from packager.engine_image import NOT_PUBLISHED, ensure_engine_image
 from joey.descriptor import Descriptor, Manifest, manifest_bytes
-from joey.errors import BadRequest, NotFound
+from joey.errors import BadRequest, JoeyError, NotFound
 from joey.layout import OCILayout, default_store
 from packager.onnxmodel import digests_in_progress, is_inspected, sha256_file
 from joey.pipeline_config import EngineConfig
 from joey.names import (Ref, chart_reference, chart_repository, chart_url, engine_image, image_parts, parse,
-                        pipeline_name, pipeline_repository, record_tag, registry_target, repository_name)
+                        pipeline_name, pipeline_repository, record_tag, registry_host, registry_target,
+                        repository_name)
 from joey.quantity import cpus_value
 from joey.registry import Registry
 from packager.spec import load_spec
@@ -88,8 +91,12 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
             plain_http: bool = False, username: str | None = None, password: str | None = None,
             replaces: list[str] | None = None, created_by: str | None = None, with_chart: bool = True,
             source: str | None = None, revision: str | None = None, ops=None,
-            sign_key: str | Path | None = None, progress: ProgressFactory = no_progress) -> dict:
+            sign_key: str | Path | None = None, progress: ProgressFactory = no_progress,
+            engine_image_source: str | None = None, with_engine_image: bool = True) -> dict:
     """Build, push pipeline + chart, store and return the publish record.
+
+    A registry publish first makes sure its engine image is in the registry (packager/engine_image.py: copied
+    from `engine_image_source` when missing) and pins it by digest; `with_engine_image=False` leaves it out.
 
     With `ops` (an ops.client.OpsClient) the publish is also recorded in the Ops center, which assigns its `id`
     and moves the edges of replaced publishes to it; the record stored beside the pipeline then carries that id.
@@ -108,23 +115,23 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
     cfg = artifact.config
     repo = dest.pipeline_repo(cfg.name)
     src = ArtifactSource(artifact)
+    engine_url = default_engine_image(dest, loaded.engine_image)
+    if dest.host and with_engine_image:   # before the pipeline is pushed: a publish without its engine stops here
+        engine_url = ensure_engine_image(dest, engine_url, source=engine_image_source, username=username,
+                                         password=password, progress=progress)
     copy(src, src.repository, cfg.version, dest.target, repo, cfg.version, progress=progress)
     pipeline_url = dest.url(repo, cfg.version)
     pipeline_ref = Ref(repository=repo, tag=cfg.version, host=dest.host, layout=dest.layout)
-    engine_url = default_engine_image(dest, loaded.engine_image)
     replaced = [_replaced(r, dest, ops) for r in (replaces or [])]
-    if not replaced:
-        previous = _existing_record(dest, repo, cfg.version)
-        if previous and previous.get("pipeline_digest") == artifact.digest and \
-                previous.get("engine_url") == engine_url and bool(previous.get("helm")) == with_chart:
-            if key:   # the same publish, signed now (or again)
-                signing.sign_publish(dest.target, pipeline_ref, key)
-            return previous  # republishing unchanged content is the same publish: nothing to upload
+    previous = None if replaced else _existing_record(dest, repo, cfg.version)
+    same = previous is not None and previous.get("status") != ERROR and \
+        previous.get("pipeline_digest") == artifact.digest and previous.get("engine_url") == engine_url and \
+        bool(previous.get("helm")) == with_chart
+    if same and (ops is None or previous.get("id") is not None):
+        if key:   # the same publish, signed now (or again)
+            signing.sign_publish(dest.target, pipeline_ref, key)
+        return previous  # republishing unchanged content is the same publish: nothing to upload
 
-    helm = None
-    if with_chart:
-        helm = _publish_chart(dest, cfg.name, cfg.version, pipeline_url, engine_url, cfg.engine,
-                              username=username, password=password)
     now = _now()
     record = rec.ordered({
         "id": None,
@@ -135,25 +142,28 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
         "engine_url": engine_url,
         "pipeline_url": pipeline_url,
         "pipeline_digest": artifact.digest,
-        "helm": helm,
+        "helm": previous["helm"] if same else None,   # unchanged content missing only in Ops: its chart is there
         "engine_config": cfg.engine.to_json(),
-        "docker_run_variables": {"PIPELINE_URL": pipeline_url},
+        "docker_run_variables": {envvars.PIPELINE_URL: pipeline_url}
+                                | ({envvars.PLAIN_HTTP: "true"} if dest.plain_http else {}),
         "user_images": [],
         "created_by": created_by or _who(),
         "created_at": now,
         "updated_at": now,
         "replaces": [_replaced_entry(r) for r in replaced],
         "error": None,
-    })
-    record["commands"] = commands_for(record, upgrade=bool(replaced))
-    if ops is not None:
-        # Ops registers the version's models as model configs (seed 003's model_config_ids).
-        models = [{"name": s.name, "model_version": s.model_version, "sha256": s.model.sha256} for s in cfg.steps]
-        answer = ops.publish({**record, "replaces": [r["id"] or r["pipeline_url"] for r in record["replaces"]],
-                              "models": models})
-        record.update(id=answer["id"], status=answer["status"], created_at=answer["created_at"],
-                      updated_at=answer["updated_at"])
+    } | ({} if with_engine_image else {"engine_image": NOT_PUBLISHED}))
     subject = Manifest.parse(artifact.manifest, pipeline_url).descriptor
+    try:
+        if with_chart and not same:
+            record["helm"] = _publish_chart(dest, cfg.name, cfg.version, pipeline_url, engine_url, cfg.engine,
+                                            username=username, password=password)
+        record["commands"] = commands_for(record, upgrade=bool(replaced))
+        if ops is not None:
+            _register(ops, record, cfg)
+    except Exception as e:
+        _record_failure(dest, repo, record, subject, e)
+        raise
     store_record(dest, repo, record, subject)
     stmt = provenance.statement(loaded, artifact, identity(pipeline_ref), started=started,
                                 finished=datetime.now(timezone.utc))
@@ -161,6 +171,31 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
     if key:
         signing.sign_publish(dest.target, pipeline_ref, key)
     return record
+
+
+ERROR = "Error"   # the status of a publish that failed after its pipeline was pushed (the seeds' status values)
+
+
+def _register(ops, record: dict, cfg) -> None:
+    """Record the publish in the Ops center, which assigns its id and status."""
+    # Ops registers the version's models as model configs (seed 003's model_config_ids).
+    models = [{"name": s.name, "model_version": s.model_version, "sha256": s.model.sha256} for s in cfg.steps]
+    answer = ops.publish({**record, "replaces": [r["id"] or r["pipeline_url"] for r in record["replaces"]],
+                          "models": models})
+    record.update(id=answer["id"], status=answer["status"], created_at=answer["created_at"],
+                  updated_at=answer["updated_at"])
+
+
+def _record_failure(dest: Destination, repo: str, record: dict, subject: Descriptor, e: Exception) -> None:
+    """Leave beside the pushed pipeline a record saying the publish failed and why (`status: Error`, `error`),
+    so `packager publishes` shows it and the next publish of the same content completes it. Storing it is
+    best effort: the registry that failed the publish may refuse this too, and the first error is the one to
+    report."""
+    failed = {k: v for k, v in record.items() if k != "commands"}
+    failed.update(status=ERROR, error=e.one_line() if isinstance(e, JoeyError) else f"{type(e).__name__}: {e}",
+                  updated_at=_now())
+    with suppress(JoeyError, OSError):
+        store_record(dest, repo, failed, subject)
 
 
 PREUPLOAD_MIN_BYTES = 8 * 2**20
@@ -227,9 +262,17 @@ def commands_for(record: dict, *, edge_bundle: str | None = None, upgrade: bool 
     helm = record.get("helm") or {}
     return render_commands(pipeline_url=record["pipeline_url"], engine_url=record["engine_url"],
                            engine=EngineConfig.from_json(record["engine_config"]),
-                           oci_registry=parse(record["pipeline_url"]).host or "",
+                           oci_registry=registry_host(record["pipeline_url"]) or "",
                            chart=helm.get("chart"), chart_version=helm.get("version"), edge_bundle=edge_bundle,
-                           upgrade=upgrade)
+                           upgrade=upgrade, plain_http=is_plain_http(record))
+
+
+def is_plain_http(record: dict) -> bool:
+    """Whether the record's registry is plain HTTP: its docker_run_variables say so, or (in an Ops center's copy,
+    which keeps only its own variables) its chart's values."""
+    values = (record.get("helm") or {}).get("values") or {}
+    return (record.get("docker_run_variables") or {}).get(envvars.PLAIN_HTTP) == "true" or \
+        bool((values.get("ociRegistry") or {}).get("plainHttp"))
 
 
 def _who() -> str:
@@ -288,14 +331,14 @@ def find_publish(ref_or_id: str, dest: Destination) -> dict:
 
 # ---------------------------------------------------------------- charts
 
-def chart_values(pipeline_url: str, engine_url: str, engine, oci_registry: str) -> dict:
-    """The per-publish chart's defaults: this publish's pipeline, engine image and resources."""
+def chart_values(pipeline_url: str, engine_url: str, engine, oci_registry: str, plain_http: bool = False) -> dict:
+    """The per-publish chart's defaults: this publish's pipeline, engine image, registry and resources."""
     repository, tag, digest = image_parts(engine_url)
     image = {"repository": repository} | ({"tag": tag} if tag else {}) | ({"digest": digest} if digest else {})
     return {
         "pipelineUrl": pipeline_url,
         "image": image,
-        "ociRegistry": {"registry": oci_registry},
+        "ociRegistry": {"registry": oci_registry} | ({"plainHttp": True} if plain_http else {}),
         "engine": {"cpus": cpus_value(engine.cpus), "memory": engine.memory, "gpus": engine.gpus, "arch": engine.arch,
                    "accel": engine.accel},
     }
@@ -305,7 +348,7 @@ def _publish_chart(dest: Destination, name: str, version: str, pipeline_url: str
                    *, username: str | None, password: str | None) -> dict:
     from packager import chart
 
-    values = chart_values(pipeline_url, engine_url, engine, dest.host or "")
+    values = chart_values(pipeline_url, engine_url, engine, dest.host or "", dest.plain_http)
     with tempfile.TemporaryDirectory(prefix="joey-chart-") as tmp:
         tgz = chart.build_publish_chart(name, version, values, Path(tmp))
         if dest.host:

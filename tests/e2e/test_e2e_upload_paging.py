@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+from support.e2e import ops_records
+from support.procs import wait_for
 
 from engine.edge_client import EdgeClient
 from engine.logstore import LogStore
 from engine.uploader import Uploader
 from joey.bundle import EdgeBundle
 from joey.opswire import MAX_PAGE_BYTES
-from support.e2e import ops_records
-from support.procs import wait_for
 
 
 def record(number: int, text_bytes: int) -> pa.Table:

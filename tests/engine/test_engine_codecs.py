@@ -12,7 +12,16 @@ from hypothesis.extra import numpy as hnp
 
 from engine.codecs import ARROW_FILE, ARROW_STREAM, PANDAS_RECORDS, decode_request, negotiate, py_float, records_json
 from engine.codecs.numbers import dump as _dump
-from joey.errors import MalformedBody, NoRows, NotAcceptable, UnsupportedMediaType
+from engine.limits import Limits
+from joey.errors import (
+    BadColumn,
+    DuplicateColumn,
+    MalformedBody,
+    NoRows,
+    NotAcceptable,
+    OverLimit,
+    UnsupportedMediaType,
+)
 
 
 def tokens(arr: np.ndarray) -> list[bytes]:
@@ -146,3 +155,57 @@ def test_negotiate_refuses_what_it_cannot_write():
         negotiate("text/csv")
     with pytest.raises(NotAcceptable):
         negotiate(f"{ARROW_FILE};q=0")
+
+
+# ------------------------------------------------------------------------------------- shape bounds (issue 14)
+
+SMALL = Limits(max_rows=12, max_columns=6, max_cells=40)
+_values = st.one_of(st.integers(-2**70, 2**70), st.floats(allow_nan=False, allow_infinity=False), st.text("ab", max_size=3),
+                    st.none(), st.lists(st.integers(0, 9), max_size=3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from([f"k{i}" for i in range(10)]), _values, max_size=8),
+                min_size=1, max_size=20))
+def test_records_are_decoded_within_the_shape_bounds_or_refused_naming_one(rows):
+    """Rows, keys per row, distinct keys and rows x keys are bounded; within the bounds every record and key
+    comes back, each column typed as one (or refused as a bad column)."""
+    keys = {k for row in rows for k in row}
+    over = (len(rows) > SMALL.max_rows or max(map(len, rows)) > SMALL.max_columns
+            or len(keys) > SMALL.max_columns or len(rows) * len(keys) > SMALL.max_cells)
+    body = json.dumps(rows).encode()
+    try:
+        table = decode_request(body, PANDAS_RECORDS, SMALL)
+    except OverLimit as e:
+        assert over, e
+        assert any(v in e.one_line() for v in ("JOEY_MAX_ROWS", "JOEY_MAX_COLUMNS", "JOEY_MAX_CELLS"))
+        return
+    except BadColumn:
+        assert not over
+        return
+    assert not over
+    assert set(table.column_names) == keys
+    assert table.num_rows == (len(rows) if keys else 0)   # records without keys make a table of no columns
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f", "g", "h"]), min_size=1, max_size=9),
+       st.integers(0, 15))
+def test_arrow_columns_are_bounded_and_unique(names, rows):
+    table = pa.Table.from_arrays([pa.array(range(rows))] * len(names), names=names)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as w:
+        w.write_table(table)
+    body = sink.getvalue().to_pybytes()
+    try:
+        decoded = decode_request(body, ARROW_FILE, SMALL)
+    except OverLimit:
+        assert len(names) > SMALL.max_columns or rows > SMALL.max_rows or rows * len(names) > SMALL.max_cells
+        return
+    except DuplicateColumn:
+        assert len(set(names)) < len(names) <= SMALL.max_columns
+        return
+    except NoRows:
+        assert rows == 0
+        return
+    assert len(set(names)) == len(names) and decoded.num_rows == rows

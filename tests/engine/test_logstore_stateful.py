@@ -129,9 +129,74 @@ class BoundedLogStoreMachine(LogStoreMachine):
     segment_bytes = 1500
 
 
+def extra_column(kind: str, n: int) -> pa.Array:
+    """An extra request column as /infer passes it through: typed as the client sent it."""
+    return {"int": pa.array([7] * n), "text": pa.array(["seven"] * n), "list": pa.array([[7.0, 0.5]] * n),
+            "struct": pa.array([{"a": 7}] * n), "bool": pa.array([True] * n), "null": pa.nulls(n)}[kind]
+
+
+class ExtraColumnsMachine(RuleBasedStateMachine):
+    """Requests whose extra columns differ in type, in any order: appends, /logs queries (newest, with the
+    `before` cursor), reopening. Reading never fails, and the segments stay within max_segments."""
+
+    max_segments = 4
+
+    def __init__(self):
+        super().__init__()
+        self.directory = Path(tempfile.mkdtemp(prefix="logstore-extra-"))
+        self.store = self.open()
+        self.produced = 0
+
+    def open(self) -> LogStore:
+        return LogStore(self.directory, segment_bytes=100_000, max_segments=self.max_segments)
+
+    def teardown(self):
+        self.store.close()
+        shutil.rmtree(self.directory)
+
+    def stored_from(self) -> int:
+        s = self.store.stats()
+        return s.next_seq - s.records_stored
+
+    @rule(n=st.integers(1, 6), kind=st.sampled_from(["int", "text", "list", "struct", "bool", "null"]),
+          name=st.sampled_from(["in.extra", "in.other"]))
+    def append(self, n, kind, name):
+        self.store.append(records(self.produced, n, 1).append_column(name, extra_column(kind, n)))
+        self.produced += n
+
+    @rule(limit=st.integers(1, 30), back=st.integers(0, 10))
+    def query(self, limit, back):
+        before = max(0, self.produced - back) if back else None
+        window = self.store.newest(limit, before=before)
+        end = self.produced if before is None else before
+        start = max(self.stored_from(), end - limit)
+        ids = window.table["id"].to_pylist() if window.table.num_rows else []
+        assert ids == list(range(start, end)) if start < end else ids == []
+        assert window.more == (start > self.stored_from() and start < end)
+
+    @rule()
+    def read_everything(self):
+        table = self.store.read()
+        assert (table["id"].to_pylist() if table.num_rows else []) == list(range(self.stored_from(), self.produced))
+
+    @rule()
+    def reopen(self):
+        self.store.close()
+        self.store = self.open()
+
+    @invariant()
+    def bounded_and_counted(self):
+        s = self.store.stats()
+        assert len(list(self.directory.glob("*.seg"))) <= self.max_segments
+        assert s.next_seq == self.produced and s.records_lost == 0
+        assert s.next_seq == s.records_acked + s.records_dropped + s.records_lost + s.records_stored
+
+
 _settings = settings(max_examples=60, stateful_step_count=40, deadline=None,
                      suppress_health_check=[HealthCheck.too_slow])
 TestLogStore = LogStoreMachine.TestCase
 TestLogStore.settings = _settings
 TestBoundedLogStore = BoundedLogStoreMachine.TestCase
 TestBoundedLogStore.settings = _settings
+TestExtraColumns = ExtraColumnsMachine.TestCase
+TestExtraColumns.settings = _settings

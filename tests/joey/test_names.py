@@ -52,6 +52,14 @@ def test_bad_references_raise_with_a_hint(text):
     assert e.value.hint and "pipelines/NAME:VERSION" in e.value.hint
 
 
+@pytest.mark.parametrize("text,host", [
+    (f"localhost:5000/joey/pipelines/p:{VERSION}", "localhost:5000"), (f"[::1]:80/p@{DIGEST}", "[::1]:80"),
+    (f"p:{VERSION}", None), (f"oci:/tmp/store:pipelines/p:{VERSION}", None), ("r/p:1 $(x)", None),
+])
+def test_registry_host_of_a_reference(text, host):
+    assert names.registry_host(text) == host
+
+
 # ---------------------------------------------------------------- repository paths
 
 @pytest.mark.parametrize("build,kind,namespace,text", [

@@ -82,7 +82,7 @@ def test_embedded_default_publish_prints_the_record(example_models, write_spec, 
     out = subprocess.run([sys.executable, "-m", "packager.cli", "publish", str(write_spec(ONE))],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert "pipeline_url" in out.stdout and "oci:" in out.stdout and "docker run" in out.stdout
+    assert "pipeline_url" in out.stdout and "oci:" in out.stdout and "packager serve oci:" in out.stdout
     js = subprocess.run([sys.executable, "-m", "packager.cli", "publishes", "--json"], capture_output=True,
                         text=True, check=True)
     recs = json.loads(js.stdout)["publishes"]

@@ -8,8 +8,12 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from support.engine import start_engine
+
+from engine.settings import from_env
+from joey.errors import ConfigError
 
 SLOW_CLIENTS = 300
 # Header deadline for the engine under test: short, so the test sees the slow sockets closed.
@@ -92,3 +96,18 @@ def test_a_stalled_body_is_dropped_and_the_engine_serves_on(published, tmp_path)
         assert requests.get(eng.url + "/health", timeout=30).status_code == 200
     finally:
         eng.stop()
+
+
+def test_connection_settings_are_read_and_checked():
+    env = {"PIPELINE_URL": "r.example.com/joey/pipelines/p:1"}
+    defaults = from_env(env)
+    assert (defaults.header_timeout, defaults.body_timeout, defaults.keep_alive_timeout,
+            defaults.max_connections) == (10.0, 30.0, 5, 1000)
+    tuned = from_env({**env, "JOEY_HEADER_TIMEOUT": "2.5", "JOEY_BODY_TIMEOUT": "7", "JOEY_KEEP_ALIVE_TIMEOUT": "1",
+                      "JOEY_MAX_CONNECTIONS": "64"})
+    assert (tuned.header_timeout, tuned.body_timeout, tuned.keep_alive_timeout, tuned.max_connections) == (
+        2.5, 7.0, 1, 64)
+    for name, bad in [("JOEY_HEADER_TIMEOUT", "0"), ("JOEY_BODY_TIMEOUT", "soon"), ("JOEY_KEEP_ALIVE_TIMEOUT", "1.5"),
+                      ("JOEY_MAX_CONNECTIONS", "-3")]:
+        with pytest.raises(ConfigError, match=name):
+            from_env({**env, name: bad})
