@@ -1,7 +1,7 @@
 """Request bodies of the Ops API, parsed once into typed objects; a bad body is one 400 naming each field."""
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag, ValidationError,
                       field_validator)
@@ -99,7 +99,7 @@ def _publish_kind(body: Any) -> str:
 class PublishBody(RootModel):
     """The body of /publish: either kind, told apart before validation so each kind's errors name its fields."""
 
-    root: Annotated[Union[Annotated[PublishRequest, Tag("ids")], Annotated[PublishRecord, Tag("record")]],
+    root: Annotated[Annotated[PublishRequest, Tag("ids")] | Annotated[PublishRecord, Tag("record")],
                     Discriminator(_publish_kind)]
 
 

@@ -30,7 +30,6 @@ from joey.names import (ENGINES, chart_reference, chart_repository, chart_url, i
 from joey.referrers import SUFFIXES, fallback_tag
 from joey.registry import Registry
 from joey.transfer import copy
-
 from opscenter.db import Database
 
 log = logging.getLogger("joey.ops.publisher")
@@ -68,7 +67,7 @@ class EdgeRegistry:
     access: RegistryAccess = RegistryAccess()
 
     @classmethod
-    def parse(cls, target: str, access: RegistryAccess) -> "EdgeRegistry":
+    def parse(cls, target: str, access: RegistryAccess) -> EdgeRegistry:
         host, namespace = registry_target(target)
         return cls(host, namespace, access)
 
@@ -117,7 +116,10 @@ class Publisher:
                 self._wake.wait(POLL_S)
                 self._wake.clear()
                 continue
-            self._carry_out(job)
+            try:
+                self._carry_out(job)
+            except JoeyError as e:   # the outcome could not be recorded: the lease runs out, the publish is retried
+                log.warning("recording the outcome of publish %d: %s", job["publish_id"], e.one_line())
 
     # ---- claims ----------------------------------------------------------------------------------------
 

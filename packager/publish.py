@@ -354,6 +354,10 @@ def _publish_chart(dest: Destination, name: str, version: str, pipeline_url: str
         if dest.host:
             ref = chart.push_chart(tgz, dest.host, dest.namespace, plain_http=dest.plain_http,
                                    username=username, password=password)
+            # The seeds' helm.reference names the chart as NS/charts@DIGEST: the manifest goes there too (by
+            # digest, untagged), so that the reference resolves for any registry client.
+            copy(dest.target, chart_repository(dest.namespace, name), ref.digest, dest.target,
+                 chart_repository(dest.namespace, ""), None)
             return {"chart": ref.chart, "reference": ref.reference, "version": ref.version, "values": values}
         return _store_chart_in_layout(dest, tgz, name, values)
 

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "ccfraud"))
 REFERENCE = ROOT.parent / "shared" / "reference"
 
+from support.engine_image import placeholder_engine_image  # noqa: E402
 from support.registry import start_registry  # noqa: E402
 
 
@@ -39,6 +40,13 @@ def fresh_registry(tmp_path):
     reg = start_registry(tmp_path / "registry")
     yield reg
     reg.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _engine_image_source(tmp_path_factory):
+    """A registry publish copies this placeholder engine image into its registry (tests/support/engine_image.py);
+    os.environ rather than monkeypatch, so that `packager` subprocesses see it too."""
+    os.environ["JOEY_ENGINE_IMAGE_SOURCE"] = placeholder_engine_image(tmp_path_factory.mktemp("engine-image"))
 
 
 @pytest.fixture(autouse=True)

@@ -5,16 +5,16 @@ import logging
 from pathlib import Path
 
 from joey import __version__
-from joey.errors import ConfigError
+from joey.names import engine_image
 from packager.cli.flags import group, verb
 from packager.cli.output import emit
+
+DEFAULT_TAG = engine_image(__version__)   # packager.image.DEFAULT_TAG, without importing the build tooling
 
 REGISTRY_HELP = "HOST[:PORT]/NAMESPACE: push to its engines/joey-engine:<version>, where publish looks for it"
 
 
 def register(sub) -> None:
-    from packager.image import DEFAULT_TAG
-
     verbs = group(sub, "image", "build the engine's container image with podman, and push it")
     s = verb(verbs, "build", cmd_build, "build the engine image (about 5 minutes the first time); prints its ID",
              store=False)
@@ -23,8 +23,9 @@ def register(sub) -> None:
     s.add_argument("-v", "--verbose", action="store_true", help="show every command run")
     s = verb(verbs, "push", cmd_push, "push the built engine image; prints where, with the stored digest",
              store=False, net=True)
-    s.add_argument("dest", nargs="?", help="HOST[:PORT]/NAMESPACE/engines/joey-engine:TAG (or give --registry)")
-    s.add_argument("--registry", help=REGISTRY_HELP)
+    where = s.add_mutually_exclusive_group(required=True)
+    where.add_argument("dest", nargs="?", help="HOST[:PORT]/NAMESPACE/engines/joey-engine:TAG")
+    where.add_argument("--registry", help=REGISTRY_HELP)
     s.add_argument("--tag", default=DEFAULT_TAG, help=f"local image name (default {DEFAULT_TAG})")
     s.add_argument("--creds", help="USER:PASSWORD for the registry (default: podman's own login)")
     s.add_argument("-v", "--verbose", action="store_true", help="show every command run")
@@ -44,12 +45,9 @@ def cmd_build(a) -> int:
 
 
 def cmd_push(a) -> int:
-    from joey.names import engine_image, registry_target
+    from joey.names import registry_target
     from packager.image import push_engine_image
 
-    if bool(a.dest) == bool(a.registry):
-        raise ConfigError("packager image push", "give either DEST or --registry HOST/NAMESPACE",
-                          hint="e.g. packager image push --registry 127.0.0.1:5000/joey --plain-http")
     if a.registry:
         host, namespace = registry_target(a.registry)
         dest = engine_image(__version__, host=host, namespace=namespace)

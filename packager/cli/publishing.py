@@ -30,6 +30,13 @@ def register(sub) -> None:
                                  "$JOEY_OPS_TOKEN)")
     s.add_argument("--sign-key", metavar="KEY", help="sign the pipeline, the chart and the provenance with this "
                                                      "PEM private key (docs/signing.md)")
+    engine = s.add_mutually_exclusive_group()
+    engine.add_argument("--engine-image", metavar="REF",
+                        help="copy the engine image from here when the registry lacks it: HOST/REPO:TAG, "
+                             "oci:DIR:REPO:TAG or containers-storage:IMAGE (default $JOEY_ENGINE_IMAGE_SOURCE, "
+                             "else the image `packager image build` left in podman)")
+    engine.add_argument("--no-engine-image", action="store_true",
+                        help="publish without making sure the engine image is in the registry")
     s = verb(sub, "publishes", cmd_publishes, "list publishes of a pipeline (from the registry or the store)",
              net=True)
     s.add_argument("pipeline", nargs="?")
@@ -70,9 +77,13 @@ def cmd_publish(a) -> int:
 
     r = publish(a.spec, registry=a.registry, store=a.store, plain_http=a.plain_http, replaces=a.replaces,
                 created_by=a.created_by, with_chart=not a.no_chart, source=a.source, revision=a.revision,
-                ops=ops_client(a, required=False), sign_key=a.sign_key, progress=progress(a))
+                ops=ops_client(a, required=False), sign_key=a.sign_key, progress=progress(a),
+                engine_image_source=a.engine_image, with_engine_image=not a.no_engine_image)
     signed = [f"signed; check with: packager verify {r['pipeline_url']} --key PUBLIC_KEY"] if a.sign_key else []
-    return emit(a, r, lambda: [table(r), *signed])
+    unpublished = [f"engine image not published (--no-engine-image): {r['engine_url']} must reach the registry "
+                   "before these commands run (packager image build && packager image push --registry ...)"
+                   ] if a.registry and a.no_engine_image else []
+    return emit(a, r, lambda: [table(r), *signed, *unpublished])
 
 
 def cmd_publishes(a) -> int:

@@ -2,15 +2,12 @@
 per-publish chart's values, the Ops center's EDGE_BUNDLE and the Pulumi program's workloads."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from infra import docker_edge, k8s_args
-from joey.bundle import EdgeBundle
 from joey.pipeline_config import EngineConfig
 from joey.quantity import cpus_value, format_cpus
-from opscenter.service import OpsService
+from opscenter.service import _cpus_text
 from packager.commands import render_commands
 from packager.publish import chart_values
 
@@ -37,18 +34,11 @@ def test_every_place_writes_the_same_cpus(cpus, text):
     assert str(chart_values(URL, IMAGE, engine, "localhost:5000")["engine"]["cpus"]) == text
     values = k8s_args.engine_release_values(engine=engine, pipeline_url=URL, image=IMAGE, registry_host="r",
                                             oci_secret="s", pull_secret="p", claim="c", bundle_secret=None,
-                                            bundle_sha256=None, ops_url="")
+                                            bundle_sha256=None)
     assert str(values["engine"]["cpus"]) == text
     env = k8s_args.engine_container_env(engine=engine, pipeline_url=URL, registry_host="r", ops_url="")
     assert env["CONFIG_CPUS"] == text
     assert docker_edge.container_limits(engine)[0] == text
 
-    record = {"pipeline_url": URL, "engine_config": engine.to_json(), "docker_run_variables": {}}
-    bundle = EdgeBundle.decode(_bundle_of(record))
-    assert bundle.config_cpus == text
-
-
-def _bundle_of(record: dict) -> str:
-    """The Ops center's EDGE_BUNDLE for a publish record, made as add_edge_to_publish makes it (from the record
-    alone: no database is read)."""
-    return OpsService(None, "https://ops.example.com", time.time)._bundle(record, "edge-1", "token", None)
+    # The Ops center's EDGE_BUNDLE takes CONFIG_CPUS from the record's engine_config limits.
+    assert _cpus_text(engine.to_json()["engine"]["resources"]["limits"]["cpu"]) == text

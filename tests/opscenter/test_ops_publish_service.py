@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 
 import pytest
 import requests
+from support.ops import JOEY_OPS, OpsProcess
+from support.procs import free_port, start, wait_for, wait_http
+from support.registry import RunningRegistry, registry_binary, start_registry
 
 from joey import mediatypes
 from joey.bundle import EdgeBundle
 from joey.descriptor import Descriptor, manifest_bytes
 from joey.registry import Registry
 from joey.transfer import read_config
-from support.ops import JOEY_OPS, OpsProcess
-from support.procs import free_port, start, stop, wait_for, wait_http
-from support.registry import RunningRegistry, registry_binary, start_registry
 
 ONE = "name: edge-pipeline\nworkspace: edge-publish-api-demo\nsteps:\n  - name: ccfraud\n" \
       "    model: models/ccfraud-logreg.onnx\n    tensor_fields: [tensor]\n"

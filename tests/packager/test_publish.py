@@ -3,16 +3,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
 import subprocess
 import sys
 import tarfile
 
 import helm_python
+import pytest
 import requests
 import yaml
 
-from joey import mediatypes
+from joey import __version__, mediatypes
+from joey.names import parse
+from joey.registry import Registry
+from joey.transfer import open_target
+from packager.engine_image import EngineImageMissing
 from packager.publish import publish, publishes
 
 ONE = "name: edge-pipeline\nworkspace: demo\nsteps:\n  - name: ccfraud-logreg\n" \
@@ -96,6 +102,70 @@ def test_embedded_default_publish_prints_the_record(example_models, write_spec, 
 
 def test_shell_special_values_are_quoted(example_models, write_spec, registry, monkeypatch):
     monkeypatch.setenv("JOEY_ENGINE_IMAGE", "127.0.0.1:1/engines/joey engine;rm -rf:1")
-    rec = publish(write_spec(ONE), registry=f"{registry.host}/q", plain_http=True, with_chart=False)
+    rec = publish(write_spec(ONE), registry=f"{registry.host}/q", plain_http=True, with_chart=False,
+                  with_engine_image=False)
     line = rec["commands"]["docker_run"].splitlines()[-1].strip()
     assert shlex.split(line) == ["127.0.0.1:1/engines/joey engine;rm -rf:1"]
+
+
+def _skopeo_digest(ref: str) -> str:
+    out = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{ref}"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)["Digest"]
+
+
+def test_publish_copies_the_engine_image_and_pins_it(example_models, write_spec, registry):
+    source = parse(os.environ["JOEY_ENGINE_IMAGE_SOURCE"])
+    source_digest = open_target(source).resolve(source.repository, source.reference)[2]
+    rec = publish(write_spec(ONE), registry=f"{registry.host}/engcopy", plain_http=True)
+    named = f"{registry.host}/engcopy/engines/joey-engine:{__version__}"
+    assert rec["engine_url"] == f"{named}@{source_digest}"
+    assert "engine_image" not in rec
+    # a standard tool finds the engine image and the chart the record names, with the source's digest
+    assert _skopeo_digest(named) == source_digest
+    assert _skopeo_digest(rec["helm"]["reference"]) == rec["helm"]["reference"].split("@", 1)[1]
+    assert rec["helm"]["values"]["image"]["digest"] == source_digest
+    assert rec["commands"]["docker_run"].splitlines()[-1].strip() == rec["engine_url"]
+
+
+def test_publish_uses_the_engine_image_already_in_the_registry(example_models, write_spec, registry,
+                                                               monkeypatch):
+    first = publish(write_spec(ONE), registry=f"{registry.host}/engthere", plain_http=True)
+    monkeypatch.setenv("JOEY_ENGINE_IMAGE_SOURCE", "oci:/nonexistent:engines/joey-engine:0")
+    spec2 = write_spec(ONE.replace("ccfraud-logreg", "ccfraud-mlp"), "v2.yaml")
+    second = publish(spec2, registry=f"{registry.host}/engthere", plain_http=True)
+    assert second["engine_url"] == first["engine_url"]
+
+
+def test_publish_without_an_engine_image_stops_before_pushing(example_models, write_spec, registry, tmp_path,
+                                                              monkeypatch):
+    monkeypatch.delenv("JOEY_ENGINE_IMAGE_SOURCE")
+    # podman with a store of this test's own: no image `packager image build` left behind
+    storage = tmp_path / "storage.conf"
+    storage.write_text(f'[storage]\ndriver = "vfs"\ngraphroot = "{tmp_path}/graph"\nrunroot = "{tmp_path}/run"\n')
+    monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(storage))
+    with pytest.raises(EngineImageMissing) as e:
+        publish(write_spec(ONE), registry=f"{registry.host}/engnone", plain_http=True)
+    assert f"{registry.host}/engnone/engines/joey-engine:{__version__}" in str(e.value)
+    assert "packager image build" in e.value.hint and "--engine-image" in e.value.hint
+    assert Registry(registry.host, plain_http=True).tags("engnone/pipelines/edge-pipeline") == []
+    out = subprocess.run([sys.executable, "-m", "packager.cli", "publish", str(write_spec(ONE)), "--registry",
+                          f"{registry.host}/engnone", "--plain-http", "--engine-image", "oci:/nonexistent:x:1"],
+                         capture_output=True, text=True)
+    assert out.returncode == EngineImageMissing.exit_code, out.stderr
+    assert "packager image build" in out.stderr and "nothing was pushed" in out.stderr
+    assert Registry(registry.host, plain_http=True).tags("engnone/pipelines/edge-pipeline") == []
+
+
+def test_no_engine_image_publishes_without_it_and_says_so(example_models, write_spec, registry, monkeypatch):
+    monkeypatch.delenv("JOEY_ENGINE_IMAGE_SOURCE")
+    out = subprocess.run([sys.executable, "-m", "packager.cli", "publish", str(write_spec(ONE)), "--registry",
+                          f"{registry.host}/engopt", "--plain-http", "--no-engine-image"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "engine image not published (--no-engine-image)" in out.stdout
+    (rec,) = publishes("edge-pipeline", registry=f"{registry.host}/engopt", plain_http=True)
+    assert rec["engine_image"] == "not published"
+    assert rec["engine_url"] == f"{registry.host}/engopt/engines/joey-engine:{__version__}"
+    assert Registry(registry.host, plain_http=True).tags("engopt/engines/joey-engine") == []
