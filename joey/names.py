@@ -4,7 +4,8 @@
 - reference, local store: NAME[:VERSION] or NAME@sha256:...  — the embedded layout's pipelines/NAME
 - reference, OCI layout:  oci:DIR:REPO[:TAG]                 — skopeo's syntax, for any layout directory
   built by `str(Ref)` (`pipeline_ref` for a pipeline), parsed by `parse`
-- repository paths:       NS/pipelines/NAME, NS/charts/NAME, NS/engines/joey-engine — `*_repository` / `repository_name`
+- repository paths:       NS/pipelines/NAME, NS/charts/NAME, NS/engines/joey-engine — `*_repository`,
+  parsed by `repository_name` (`pipeline_name` refuses what is not a pipeline's)
 - publish record tag:     publish-<pipeline version>                    — `record_tag` / `record_version`
 - chart:                  oci://HOST/NS/charts/NAME, version 0.0.1-<pipeline version>, reference
   HOST/NS/charts@sha256:... — `chart_url`, `chart_version` / `chart_pipeline_version`, `chart_reference`
@@ -35,7 +36,7 @@ LOCAL_HOST = "localhost"   # the host a locally built engine image is tagged wit
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_HOST = re.compile(r"(?P<name>localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|[A-Za-z0-9-]+(?=:)|\[(?P<ip6>[0-9A-Fa-f:.]+)\])"
+_HOST = re.compile(r"(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|[A-Za-z0-9-]+(?=:)|\[(?P<ip6>[0-9A-Fa-f:.]+)\])"
                    r"(?::(?P<port>[0-9]{1,5}))?")
 
 

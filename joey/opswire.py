@@ -230,3 +230,83 @@ def parse(model: type[M], body: Any) -> M:
             where = ".".join(str(p) for p in loc) or "body"
             issues.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
         raise BadRequest("; ".join(issues)) from None
+
+
+# ---- assays (docs/ops.md, "Assays"): drift checks over edge logs. Times are epoch milliseconds, as records' `time`.
+
+MAX_BASELINE_VALUES = 100_000
+MAX_ASSAY_BINS = 100
+Millis = Annotated[int, Field(ge=0, lt=2**62)]
+
+
+class BaselineWindow(_Body):
+    """A baseline from logs: the field's values of records with start <= time < end (of one edge, if named)."""
+
+    start: Millis
+    end: Millis
+    partition: str | None = None
+
+
+class BaselineValues(_Body):
+    """A baseline given as a reference dataset: the field's values themselves."""
+
+    values: list[float] = Field(min_length=1, max_length=MAX_BASELINE_VALUES)
+
+
+class AssayWindow(_Body):
+    """Rolling windows [start + k*interval, start + k*interval + width); start defaults to the assay's creation."""
+
+    width_seconds: int = Field(ge=1, le=366 * 86400)
+    interval_seconds: int | None = Field(default=None, ge=1, le=366 * 86400)
+    start: Millis | None = None
+
+
+class AssayBins(_Body):
+    mode: Literal["quantile", "equal"] = "quantile"
+    count: int = Field(default=5, ge=1, le=MAX_ASSAY_BINS)
+
+
+class AssayCreate(_Body):
+    """One drift check: `field` of one pipeline's records (e.g. "out.variable[0]", "in.tensor[1]") against the
+    baseline, per window, one series per named edge location (`partitions`) or one over all of them."""
+
+    max_bytes: ClassVar[int] = 8 * 2**20   # a reference dataset of MAX_BASELINE_VALUES numbers fits
+    name: str
+    pipeline_name: str
+    field: str = Field(pattern=r"^(in|out|anomaly|metadata)(\.[^.\[\]]+)+(\[\d{1,6}\])*$", max_length=512)
+    baseline: BaselineWindow | BaselineValues
+    window: AssayWindow
+    bins: AssayBins = Field(default_factory=AssayBins)
+    metric: Literal["psi", "maxdiff", "sumdiff"] = "psi"
+    alert_threshold: float = Field(default=0.25, ge=0, allow_inf_nan=False)
+    partitions: list[str] | None = Field(default=None, min_length=1, max_length=MAX_TAGS)
+    active: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return dns_label(v, "assay name")
+
+
+class AssayId(_Body):
+    id: Id
+
+
+class ListAssays(_Body):
+    pipeline_name: str | None = None
+
+
+class RunAssay(_Body):
+    """Compute (again) the assay's complete windows that start in [start, end); all of them by default."""
+
+    id: Id
+    start: Millis | None = None
+    end: Millis | None = None
+
+
+class AssayResults(_Body):
+    id: Id
+    partition: str | None = None
+    start: Millis | None = None
+    end: Millis | None = None
+    limit: int = Field(default=1000, ge=1, le=MAX_EXPORT_PAGE)

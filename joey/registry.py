@@ -1,7 +1,7 @@
-"""A small OCI distribution client on top of oras-py's Registry (session, auth, docker config).
+"""A small OCI distribution client on top of oras-py's Registry (session, auth).
 
-oras-py handles the authentication dance (Basic, or Bearer tokens from the realm) and credential discovery
-from the docker config file. Here we add what Joey needs on top: streamed monolithic blob uploads (no file
+oras-py handles the authentication dance (Basic, or Bearer tokens from the realm); credentials come from
+joey/credentials.py (containers auth.json, the docker config and its helpers). Here we add what Joey needs on top: streamed monolithic blob uploads (no file
 in memory), existence checks to skip blobs the registry has, streamed downloads that are verified
 (size, then sha256) before anything is moved into place, and errors that say what a status means.
 """
@@ -17,7 +17,7 @@ from typing import IO, Iterator
 import oras.provider
 import requests
 
-from joey import envvars, mediatypes
+from joey import credentials, envvars, mediatypes
 from joey.descriptor import Descriptor, digest_of
 from joey.errors import DigestMismatch, NotFound, PlainHTTPRegistry, RegistryError, RegistryUnreachable
 
@@ -45,7 +45,8 @@ class _Body:
 
 
 class Registry:
-    """One registry host. Credentials: arguments, else OCI_USERNAME/OCI_PASSWORD, else the docker config."""
+    """One registry host. Credentials: arguments, else OCI_USERNAME/OCI_PASSWORD, else the stored logins
+    (joey/credentials.py)."""
 
     def __init__(self, host: str, *, plain_http: bool = False, username: str | None = None,
                  password: str | None = None):
@@ -56,16 +57,11 @@ class Registry:
         password = password if password is not None else os.environ.get(envvars.OCI_PASSWORD)
         self._oras = oras.provider.Registry(host, insecure=plain_http, auth_backend="token")
         self._basic: str | None = None
+        if not (username and password):
+            username, password = credentials.lookup(host) or (None, None)
         if username and password:
             self._oras.auth.set_basic_auth(username, password)
             self._basic = base64.b64encode(f"{username}:{password}".encode()).decode()
-        else:
-            # oras-py reads ~/.docker/config.json only; docker itself honours $DOCKER_CONFIG first.
-            docker_config = os.environ.get("DOCKER_CONFIG")
-            configs = [os.path.join(docker_config, "config.json")] if docker_config else []
-            configs = [c for c in configs if os.path.isfile(c)] or None
-            self._oras.auth.load_configs(self._oras.get_container(f"{host}/x"), configs=configs)
-            self._basic = getattr(self._oras.auth, "_basic_auth", None)
         self._challenged = False
 
     # -- plumbing
@@ -92,6 +88,11 @@ class Registry:
         if r.status_code not in ok:
             raise RegistryError(action, r.status_code, url, _error_detail(r))
         return r
+
+    def check_login(self) -> None:
+        """Authenticate against /v2/ now: a wrong password fails here, before anything is sent."""
+        self._challenged = False
+        self._request("GET", self.url(""), action="log in")
 
     def _authenticate_once(self) -> None:
         """Ping /v2/ once so the auth scheme is known before any streamed body is sent."""

@@ -98,4 +98,30 @@ STATEMENTS = (
         serving TEXT,
         checked_in_at {REAL},
         last_update TEXT)""",
+    # Assays (opscenter/assays.py): drift checks over `logs`. `spec` is the create request (JSON); `baseline` the
+    # bin edges and baseline proportions fixed at creation, so results stay comparable however logs age out.
+    """CREATE TABLE IF NOT EXISTS assays (
+        id {ID},
+        name TEXT NOT NULL UNIQUE,
+        pipeline_name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        baseline TEXT NOT NULL,
+        active BIGINT NOT NULL,
+        created_at {REAL} NOT NULL,
+        last_run_at {REAL},
+        last_error TEXT)""",
+    # One row per assay, series (partition: an edge's name, '' for all edges) and window; a run again overwrites.
+    """CREATE TABLE IF NOT EXISTS assay_results (
+        id {ID},
+        assay_id BIGINT NOT NULL REFERENCES assays(id) ON DELETE CASCADE,
+        partition TEXT NOT NULL,
+        window_start BIGINT NOT NULL,
+        window_end BIGINT NOT NULL,
+        records BIGINT NOT NULL,
+        score {REAL},
+        alert BIGINT NOT NULL,
+        bins TEXT NOT NULL,
+        computed_at {REAL} NOT NULL,
+        UNIQUE (assay_id, partition, window_start))""",
+    "CREATE INDEX IF NOT EXISTS logs_by_time ON logs (pipeline_name, partition, time)",
 )

@@ -79,8 +79,8 @@ def _copy_in(dest: Destination, ref: Ref, source: str | None, *, username: str |
     must be the source's."""
     if source and not source.startswith(PODMAN_STORE):
         src_ref = parse(source)
-        src = open_target(src_ref, plain_http=dest.plain_http)
         try:
+            src = open_target(src_ref, plain_http=dest.plain_http)
             expected = copy(src, src_ref.repository, src_ref.reference, dest.target, ref.repository, ref.tag,
                             progress=progress).digest
         except NotFound:

@@ -77,6 +77,7 @@ ENGINE_REQUIREMENTS = (
     "onnxruntime",
     "oras",
     "orjson",
+    "prometheus-client",
     "pyarrow",
     "pydantic",
     "requests",
