@@ -1,4 +1,4 @@
-"""The engine's HTTP API (Starlette): the seeds' edge endpoints plus /health and /ready.
+"""The engine's HTTP API (Starlette): the seeds' edge endpoints plus /health, /ready and /metrics.
 
 Handlers check what they can from the headers before reading a body, read it against the size limit, and run
 the blocking work (decoding, onnxruntime, the durable log append, encoding) on a worker thread so the event
@@ -15,6 +15,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -25,6 +26,7 @@ from joey import envvars
 
 from engine.codecs import PANDAS_RECORDS, REQUEST_TYPES, MediaType, negotiate
 from engine.limits import current as current_limits
+from engine.metrics import RequestMetrics
 from joey.errors import BadLogsQuery, BodyTooLarge, NotReady, UnsupportedMediaType
 from engine.runtime import Pipeline
 from engine.service import Engine
@@ -103,10 +105,12 @@ def build_app(engine: Engine, lifespan: Callable[[Starlette], AbstractAsyncConte
         Route("/infer", infer, methods=["POST"]),
         Route("/pipelines/{name}", infer_named, methods=["POST"]),
         Route("/logs", logs, methods=["POST"]),
+        Route("/metrics", engine.metrics.endpoint, methods=["GET"]),
     ]
     handlers: dict[Any, Callable] = {JoeyError: error_response, HTTPException: error_response,
                                      Exception: error_response}
-    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    counting = Middleware(RequestMetrics, metrics=engine.metrics, routes=routes)
+    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan, middleware=[counting])
 
 
 async def read_body(request: Request, limit: int, variable: str = envvars.MAX_BODY) -> bytes:

@@ -138,6 +138,7 @@ class Updater:
         self._resting = WATCHING if self.interval > 0 else OFF   # the state between updates
         self._state = self._resting
         self._last_check_at: float | None = None
+        self._last_checkin_at: float | None = None   # the last check-in Ops answered
         self._last_error: str | None = None
         self._last: Outcome | None = None
         self._counts = {"updates": 0, "failures": 0}
@@ -156,6 +157,7 @@ class Updater:
         with self._lock:
             return {"state": self._state, "interval_s": self.interval, "watching": self._target,
                     "source": "ops" if self.link else "tag", "last_check_at": self._last_check_at,
+                    "last_checkin_at": self._last_checkin_at,
                     "last_error": self._last_error, **self._counts,
                     "last_update": asdict(self._last) if self._last else None}
 
@@ -212,6 +214,8 @@ class Updater:
                 log.warning("In-line update: %s; serving on, asking again in %gs", e.one_line(), self.interval)
             self._set(RETRYING, e.one_line())
             return False
+        with self._lock:
+            self._last_checkin_at = time.time()
         url = answer.get("pipeline_url")
         if isinstance(url, str) and url and url != self._ops_url:
             log.info("Ops: edge %s now runs publish %s: %s", link.bundle.edge_name, answer.get("publish_id"), url)

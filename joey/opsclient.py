@@ -13,6 +13,7 @@ from joey.errors import ConfigError
 from joey.errors import BY_STATUS, OpsError, OpsUnreachable, Unauthorized, error_answer
 
 API = "/v1/api/pipelines"
+ASSAYS_API = "/v1/api/assays"
 
 
 class OpsClient:
@@ -36,9 +37,9 @@ class OpsClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _call(self, action: str, endpoint: str, body: dict) -> Any:
+    def _call(self, action: str, endpoint: str, body: dict, api: str = API) -> Any:
         try:
-            r = self._http.post(f"{API}/{endpoint}", json=body)
+            r = self._http.post(f"{api}/{endpoint}", json=body)
         except httpx.ConnectError as e:
             raise OpsUnreachable(self.url, f"connection refused or host unknown ({e})") from None
         except httpx.TimeoutException:
@@ -95,3 +96,26 @@ class OpsClient:
             if page["next"] is None:
                 return
             after = page["next"]
+
+    # ---- assays (docs/ops.md, "Assays"); times are epoch milliseconds, as the records' `time` ------------
+
+    def create_assay(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The assay, its baseline bins fixed: spec is {"name", "pipeline_name", "field", "baseline",
+        "window", "bins"?, "metric"?, "alert_threshold"?, "partitions"?, "active"?}."""
+        return self._call("create assay", "create", spec, ASSAYS_API)  # type: ignore[no-any-return]
+
+    def list_assays(self, pipeline: str | None = None) -> list[dict[str, Any]]:
+        answer: dict[str, Any] = self._call("list assays", "list", {"pipeline_name": pipeline}, ASSAYS_API)
+        return answer["assays"]  # type: ignore[no-any-return]
+
+    def run_assay(self, assay_id: int, *, start: int | None = None, end: int | None = None) -> dict[str, Any]:
+        """Compute (again) the complete windows starting in [start, end): {"assay", "results"}."""
+        body = {k: v for k, v in {"id": assay_id, "start": start, "end": end}.items() if v is not None}
+        return self._call("run assay", "run", body, ASSAYS_API)  # type: ignore[no-any-return]
+
+    def assay_results(self, assay_id: int, *, partition: str | None = None, start: int | None = None,
+                      end: int | None = None, limit: int = 1000) -> dict[str, Any]:
+        """The latest `limit` stored windows, oldest first: {"assay", "results"}."""
+        body = {k: v for k, v in {"id": assay_id, "partition": partition, "start": start, "end": end,
+                                  "limit": limit}.items() if v is not None}
+        return self._call("get assay results", "get_results", body, ASSAYS_API)  # type: ignore[no-any-return]

@@ -27,6 +27,8 @@ from starlette.routing import Route
 from joey.errors import JoeyError
 
 from joey import opswire as models
+from opscenter import assays, dashboard
+from opscenter import metrics
 from opscenter.db import Database
 from joey.errors import BadRequest, PayloadTooLarge, Unauthorized
 from opscenter.schema import STATEMENTS
@@ -87,23 +89,34 @@ def _parse_body(model: type[M], raw: bytearray) -> M:
 
 def _check_text(value: Any, documents: frozenset[str]) -> None:
     """Refuse what Ops could neither store nor answer: a lone surrogate anywhere (it is no Unicode text, UTF-8
-    cannot encode it) and NUL outside `documents` (PostgreSQL text cannot hold it; documents are stored escaped)."""
-    stack: list[tuple[Any, str, bool]] = [(value, "", False)]
-    while stack:  # not recursive: JSON nests as deep as the parser allows
-        item, where, in_document = stack.pop()
-        if isinstance(item, str):
-            bad = (_SURROGATE if in_document else _SURROGATE_OR_NUL).search(item)
-            if bad:
-                what = "NUL (U+0000)" if bad.group() == "\0" else f"a lone surrogate (U+{ord(bad.group()):04X})"
-                raise BadRequest(f"{where or 'body'}: the text holds {what}, which Ops cannot store",
+    cannot encode it) and NUL outside `documents` (PostgreSQL text cannot hold it; documents are stored escaped).
+    The error names the top-level field: tracking the path to every string would cost more than the body."""
+    fields = value.items() if isinstance(value, dict) else [("body", value)]
+    for field, member in fields:
+        inside = _SURROGATE if field in documents else _SURROGATE_OR_NUL
+        for item, bad in ((field, _SURROGATE_OR_NUL), (member, inside)):
+            found = _first_match(item, bad)
+            if found is not None:
+                what = "NUL (U+0000)" if found == "\0" else f"a lone surrogate (U+{ord(found):04X})"
+                raise BadRequest(f"{_shown(field)}: a string in it holds {what}, which Ops cannot store",
                                  hint="send Unicode text: surrogates only in pairs (\\ud83d\\ude00), no NUL")
+
+
+def _first_match(value: Any, bad: re.Pattern) -> str | None:
+    """The first character `bad` matches in any string (key or value) within `value`."""
+    stack = [value]
+    while stack:  # not recursive: JSON nests as deep as the parser allows
+        item = stack.pop()
+        if isinstance(item, str):
+            found = bad.search(item)
+            if found:
+                return found.group()
         elif isinstance(item, dict):
-            for key, member in item.items():
-                path = f"{where}.{_shown(key)}" if where else _shown(key)
-                stack.append((key, f"{path} (the key)", in_document))
-                stack.append((member, path, in_document or (not where and key in documents)))
+            stack.extend(item)
+            stack.extend(item.values())
         elif isinstance(item, list):
-            stack.extend((member, f"{where}[{i}]", in_document) for i, member in enumerate(item))
+            stack.extend(item)
+    return None
 
 
 def _shown(key: str) -> str:
@@ -204,5 +217,7 @@ def create_app(database_url: str, admin_token: str, public_url: str, *,
               endpoint(models.UpdateStatus, lambda cred, b: service.report_update(cred, b), auth=edge),
               methods=["POST"]),
     ]
+    routes += dashboard.routes(service, assays.attach(app, db, endpoint), admin_token)
     app.router.routes.extend(routes)
+    metrics.install(app, db, lambda: app.state.clock())   # GET /metrics (docs/ops.md, "Metrics")
     return app

@@ -266,7 +266,8 @@ class Publisher:
         edge = self.settings.edge
         repo = "/".join(p for p in (edge.namespace, ENGINES, ref.repository.rsplit("/", 1)[-1]) if p)
         digest = _copy_verified(src, ref.repository, ref.reference, dst, repo, ref.tag)
-        at = f"@{ref.digest}" if ref.digest else f":{ref.tag or 'latest'}"
+        # The reference keeps the source's form: its tag, its digest pin, or both.
+        at = (f":{ref.tag}" if ref.tag else "") + (f"@{ref.digest}" if ref.digest else "") or ":latest"
         log.info("engine image %s copied as %s/%s%s (%s)", engine_url, edge.host, repo, at, digest)
         return f"{edge.host}/{repo}{at}"
 

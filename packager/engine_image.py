@@ -44,7 +44,7 @@ class EngineImageMissing(JoeyError):
 def ensure_engine_image(dest: Destination, engine_url: str, *, source: str | None = None,
                         username: str | None = None, password: str | None = None,
                         progress: ProgressFactory = no_progress) -> str:
-    """`engine_url` pinned by digest (HOST/REPO:TAG@sha256:...) once it resolves in its registry, copied into
+    """`engine_url` pinned by digest (HOST/REPO@sha256:...) once it resolves in its registry, copied into
     the publish's registry from `source` (else $JOEY_ENGINE_IMAGE_SOURCE, else podman's store) when missing."""
     ref = parse(engine_url)
     if ref.host is None:
@@ -62,8 +62,8 @@ def ensure_engine_image(dest: Destination, engine_url: str, *, source: str | Non
 
 
 def pinned(ref: Ref, digest: str) -> str:
-    """HOST/REPO:TAG@DIGEST: the tag for people, the digest for the machines that pull it."""
-    return f"{ref.host}/{ref.repository}{f':{ref.tag}' if ref.tag else ''}@{digest}"
+    """HOST/REPO@DIGEST. Not REPO:TAG@DIGEST: skopeo and podman's image library refuse a reference with both."""
+    return str(Ref(repository=ref.repository, digest=digest, host=ref.host))
 
 
 def _resolved(target: Target, ref: Ref) -> str | None:

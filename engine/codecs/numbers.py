@@ -1,5 +1,6 @@
-"""JSON text of numeric arrays in one orjson call each, floats laid out like Python's repr, and the
-per-value spans of that text (no copy of it): the number-printing half of the records JSON encoder."""
+"""JSON text of numeric arrays in one orjson call each, floats laid out like Python's repr with a real
+engine's digits, and the per-value spans of that text (no copy of it): the number-printing half of the records
+JSON encoder."""
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +16,8 @@ def spans(bounds: np.ndarray, text: pa.Buffer) -> pa.Array:
 
 
 def dump(arr: np.ndarray) -> pa.Buffer:
-    """JSON text of a numeric array (`[v0,v1,...]`, or nested for 2-D), floats laid out as Python's repr.
+    """JSON text of a numeric array (`[v0,v1,...]`, or nested for 2-D), floats laid out as Python's repr,
+    float32 ties printed upward (_with_upper_ties).
 
     orjson prints the shortest digits, like repr, and the same layout for 1e-4 <= |x| < 1e13. Outside that
     band (orjson: 0.0000019, 1.5e-7, 1.5e+14; repr: 1.9e-06, 1.5e-07, 150000000000000.0) values are dumped as
@@ -27,7 +29,7 @@ def dump(arr: np.ndarray) -> pa.Buffer:
     magnitude = np.abs(arr)
     special = ~((magnitude >= 1e-4) & (magnitude < 1e13)) & (arr != 0)   # nan and inf included
     if not special.any():
-        return pa.py_buffer(orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY))
+        return _with_upper_ties(arr, pa.py_buffer(orjson.dumps(arr, option=orjson.OPT_SERIALIZE_NUMPY)))
     text = orjson.dumps(np.where(special, np.nan, arr).astype(arr.dtype, copy=False),
                         option=orjson.OPT_SERIALIZE_NUMPY)
     nulls = np.flatnonzero(np.frombuffer(text, np.uint8) == ord("n")).astype(np.int32)
@@ -40,7 +42,67 @@ def dump(arr: np.ndarray) -> pa.Buffer:
     is_null[1::2] = True
     spliced = pc.replace_with_mask(pieces, pa.array(is_null), _repr_floats(arr[special]))
     offsets = np.frombuffer(spliced.buffers()[1], np.int32, len(spliced) + 1, spliced.offset * 4)
-    return spliced.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+    return _with_upper_ties(arr, spliced.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0])))
+
+
+def _with_upper_ties(arr: np.ndarray, text: pa.Buffer) -> pa.Buffer:
+    """`text` (the dump of `arr`) with each float32 tie printed as a real engine prints it.
+
+    Where a float32 lies exactly halfway between the two shortest decimal texts that read back as it, orjson
+    and numpy print the even one (513264.625 -> 513264.62); a real engine's Ryu prints the one farther from
+    zero (513264.63). Ties are found from the bits (_upper_tie_digits), and the two texts differ in their last
+    digit only, which a tie's text ends with (positional, with decimals: see there): that byte is rewritten.
+    """
+    if arr.dtype != np.float32 or arr.size == 0:
+        return text
+    digits = _upper_tie_digits(arr.reshape(-1))
+    ties = np.flatnonzero(digits)
+    if not len(ties):
+        return text
+    out = np.frombuffer(text, np.uint8).copy()
+    # A value's text ends where a `,` or `]` follows that does not close a row of a 2-D dump.
+    after = out[1:]
+    ends = np.flatnonzero(((after == ord(",")) | (after == ord("]"))) & (out[:-1] != ord("]")))
+    out[ends[ties]] = ord("0") + digits[ties]
+    return pa.py_buffer(out)
+
+
+_POW5 = 5 ** np.arange(14, dtype=np.int64)
+
+
+def _upper_tie_digits(values: np.ndarray) -> np.ndarray:
+    """For each float32, the last digit of the upper shortest text where the value is a tie, else 0.
+
+    A finite float32 is m_odd / 2**p exactly, N / 10**p with N = m_odd * 5**p ending in 5 (p >= 1): its exact
+    decimal has p decimals. A tie is a value whose shortest text has p - 1 decimals: both neighbours on that
+    grid, (N -/+ 5) / 10**p, read back as it, and neither neighbour on the p - 2 grid does. With everything
+    scaled by 2**(a+1) * 10**p (2**a: the lowest set bit of the 24-bit mantissa) half an ulp is 5**p (half that
+    below a power of two), so each test is on integers. A shortest text has at most 9 digits, so a tie has
+    N < 10**10, hence p <= 13 and |x| >= 2**-13 > 1e-4, |x| < 2**23: its text is positional with p - 1 >= 1
+    decimals (a p - 1 neighbour is 5 * 2**(a+1) >= 10 from x, under 5**p only from p = 2).
+    """
+    bits = values.view(np.uint32).astype(np.int64)
+    biased = (bits >> 23) & 0xFF
+    fraction = bits & 0x7FFFFF
+    mantissa = fraction | 0x800000
+    low = mantissa & -mantissa
+    a = np.frexp(low.astype(np.float64))[1] - 1
+    p = 150 - biased - a                              # value = (mantissa >> a) * 2**-p
+    candidate = (biased > 0) & (biased < 0xFF) & (p >= 2) & (p < len(_POW5))
+    out = np.zeros(len(values), np.int64)
+    if not candidate.any():
+        return out
+    idx = np.flatnonzero(candidate)
+    pow5 = _POW5[p[idx]]
+    n = (mantissa[idx] >> a[idx]) * pow5              # < 2**24 * 5**13 < 2**63
+    scale = 2 * 2 ** (a[idx] + 1)                     # twice the scale, so that half of 5**p stays whole
+    above = 2 * pow5
+    below = np.where(fraction[idx] == 0, pow5, above)
+    rest = n % 100
+    tie = ((n < 10**10) & (5 * scale < below)
+           & (rest * scale >= below) & ((100 - rest) * scale >= above))
+    out[idx[tie]] = (n[tie] + 5) // 10 % 10
+    return out
 
 
 _POSITIONAL_SMALL = r"^(?P<sign>-?)0\.(?P<zeros>0*)(?P<first>[1-9])(?P<rest>[0-9]*)$"
@@ -97,13 +159,16 @@ def value_bounds(text: pa.Buffer, count: int) -> np.ndarray:
 
 
 def py_float(x: np.floating) -> bytes:
-    """Python's repr of a float applied to the shortest digits of its own width; null for nan and inf."""
+    """Python's repr of a float applied to the shortest digits of its own width, float32 ties upward as in
+    dump; null for nan and inf."""
     if not np.isfinite(x):
         return b"null"
     sci = np.format_float_scientific(x, unique=True, exp_digits=2)
     mantissa, _, exponent = sci.partition("e")
     if -4 <= int(exponent) < 16:
-        return np.format_float_positional(x, unique=True, trim="0").encode()
+        text = np.format_float_positional(x, unique=True, trim="0").encode()
+        tie = _upper_tie_digits(np.array([x])) if isinstance(x, np.float32) else np.zeros(1, np.int64)
+        return text[:-1] + str(tie[0]).encode() if tie[0] else text
     return f"{mantissa.rstrip('.')}e{exponent}".encode()
 
 

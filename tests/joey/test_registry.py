@@ -27,7 +27,7 @@ def test_publish_then_pull_is_byte_identical(example_models, write_spec, registr
     rec = _publish(write_spec(ONE), registry)
     assert rec["status"] == "Published"
     assert rec["pipeline_url"] == f"{registry.host}/demo/pipelines/edge-pipeline:{rec['pipeline_version']}"
-    assert rec["docker_run_variables"] == {"PIPELINE_URL": rec["pipeline_url"]}
+    assert rec["docker_run_variables"] == {"PIPELINE_URL": rec["pipeline_url"], "JOEY_PLAIN_HTTP": "true"}
     ref = parse(rec["pipeline_url"])
     pulled = pull_to_dir(Registry(registry.host, plain_http=True), ref.repository, ref.tag, tmp_path / "out")
     assert pulled.manifest.digest == rec["pipeline_digest"]

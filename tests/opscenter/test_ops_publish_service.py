@@ -167,7 +167,9 @@ def test_seed_003_publish_copies_into_the_edge_registry(publishing_ops, build_re
     assert seen == [s for s in ORDER if s in seen] and seen[-1] == "Published"
     edge_host = f"{edge_registry.host}/edge"
     assert published["pipeline_url"] == f"{edge_host}/pipelines/edge-pipeline:{built['pipeline_version']}"
-    assert published["engine_url"] == f"{edge_host}/engines/joey-engine:seed-test"
+    # The same image, named as the record named it (the packager may pin its digest).
+    assert published["engine_url"] == built["engine_url"].replace(f"{build_registry.host}/joey", edge_host)
+    assert published["engine_url"].startswith(f"{edge_host}/engines/joey-engine")
     assert published["helm"]["chart"] == f"oci://{edge_host}/charts/edge-pipeline"
     assert published["helm"]["values"]["pipelineUrl"] == published["pipeline_url"]
     assert published["docker_run_variables"] == {"PIPELINE_URL": published["pipeline_url"]}
@@ -183,7 +185,7 @@ def test_seed_003_publish_copies_into_the_edge_registry(publishing_ops, build_re
     assert edge.resolve("edge/charts/edge-pipeline", chart_tag)[2] == \
         build.resolve("joey/charts/edge-pipeline", chart_tag)[2]
     assert published["helm"]["reference"] == f"{edge_host}/charts@{edge.resolve('edge/charts/edge-pipeline', chart_tag)[2]}"
-    assert edge.resolve("edge/engines/joey-engine", "seed-test")[2] == engine_digest
+    assert edge.resolve("edge/engines/joey-engine", engine_digest)[2] == engine_digest
     # engine_config in the seeds' shape, in the config blob as in Ops.
     _, blob = read_config(edge, "edge/pipelines/edge-pipeline", version_tag)
     assert json.loads(blob)["engine_config"]["engine"]["resources"]["arch"] == "x86"

@@ -17,7 +17,7 @@ ONE = "name: edge-pipeline\nsteps:\n  - name: ccfraud-logreg\n    model: models/
 
 
 def test_export_then_import_keeps_digests(example_models, write_spec, registry, fresh_registry, tmp_path):
-    rec = publish(write_spec(ONE), registry=f"{registry.host}/src", plain_http=True)
+    rec = publish(write_spec(ONE), registry=f"{registry.host}/src", plain_http=True, with_engine_image=False)
     out = tmp_path / "bundle.tar"
     ex = export_publish(rec["pipeline_url"], out, plain_http=True)
     v = rec["pipeline_version"]

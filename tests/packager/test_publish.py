@@ -121,7 +121,7 @@ def test_publish_copies_the_engine_image_and_pins_it(example_models, write_spec,
     source_digest = open_target(source).resolve(source.repository, source.reference)[2]
     rec = publish(write_spec(ONE), registry=f"{registry.host}/engcopy", plain_http=True)
     named = f"{registry.host}/engcopy/engines/joey-engine:{__version__}"
-    assert rec["engine_url"] == f"{named}@{source_digest}"
+    assert rec["engine_url"] == f"{registry.host}/engcopy/engines/joey-engine@{source_digest}"
     assert "engine_image" not in rec
     # a standard tool finds the engine image and the chart the record names, with the source's digest
     assert _skopeo_digest(named) == source_digest
