@@ -45,31 +45,38 @@ class InferEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"] if scope["type"] == "http" and scope["method"] == "POST" else ""
         if path == "/infer":
-            name = None
+            name, route = None, path
         elif path.startswith(_NAMED) and "/" not in path[len(_NAMED):] and len(path) > len(_NAMED):
-            name = path[len(_NAMED):]
+            name, route = path[len(_NAMED):], _NAMED + "{name}"
         else:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        status = 500   # what the client gets if this raises before answering
+        try:
+            status = await self._serve(name, path, scope, receive, send, started)
+        finally:   # counted like the app's routes (engine.metrics.RequestMetrics)
+            self.engine.metrics.request(route, status, time.perf_counter() - started)
+
+    async def _serve(self, name: str | None, path: str, scope: Scope, receive: Receive, send: Send,
+                     started: float) -> int:
+        """Answer one inference request; its status."""
         try:
             headers = dict(scope["headers"])
             answer = await self._answer(name, headers, receive)
-        except (JoeyError, ClientDisconnect) as e:
-            if isinstance(e, ClientDisconnect):
-                raise
-            status, message = self.error_payload(e, "POST", path)
-            await _respond(send, status, _JSON, [orjson.dumps({"error": message})])
-            return
-        except Exception as e:
-            # As Starlette does: answer 500, then re-raise so that the server logs the traceback.
-            status, message = self.error_payload(e, "POST", path)
-            await _respond(send, status, _JSON, [orjson.dumps({"error": message})])
+        except ClientDisconnect:
             raise
+        except Exception as e:
+            status, message = self.error_payload(e, "POST", path)
+            await _respond(send, status, _JSON, [orjson.dumps({"error": message})])
+            if not isinstance(e, JoeyError):
+                raise   # as Starlette does: answered 500, re-raised so that the server logs the traceback
+            return status
         media, chunks = answer
         # Time from the request's headers to its answer being ready, body upload included.
         timing = b"engine;dur=%.2f" % ((time.perf_counter() - started) * 1e3)
         await _respond(send, 200, media.encode("latin-1"), chunks, timing)
+        return 200
 
     async def _answer(self, name: str | None, headers: dict[bytes, bytes],
                       receive: Receive) -> tuple[str, list[bytes | memoryview]]:

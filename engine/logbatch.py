@@ -17,10 +17,11 @@ import pyarrow as pa
 
 
 class LogBatcher:
-    """`await batcher.submit(table)` returns once `write` (LogStore.append + notify) has stored `table`,
-    raising what `write` raised for its group. Called on the event loop."""
+    """`await batcher.submit(table)` returns once `write` (LogStore.append + notify) has stored `table`, with
+    what `write` returned for its group (the nanoseconds it took), or raises what `write` raised. Called on
+    the event loop."""
 
-    def __init__(self, write: Callable[[pa.Table], None]):
+    def __init__(self, write: Callable[[pa.Table], int]):
         self._write = write
         self._lock = threading.Lock()
         self._pending: list[tuple[pa.Table, asyncio.Future]] = []
@@ -53,36 +54,36 @@ class LogBatcher:
             self._wake.wait()
             with self._lock:
                 self._wake.clear()
-                group, self._pending = self._pending, []
+                group, self._pending, closed = self._pending, [], self._closed
             if group:
                 self._commit(group)
-            elif self._closed:
+            if closed:
                 return
 
     def _commit(self, group: list[tuple[pa.Table, asyncio.Future]]) -> None:
-        outcome: list[tuple[asyncio.Future, BaseException | None]] = []
+        outcome: list[tuple[asyncio.Future, int, BaseException | None]] = []
         start = 0
         while start < len(group):
             schema, end = group[start][0].schema, start + 1
             while end < len(group) and group[end][0].schema.equals(schema):
                 end += 1
             run = group[start:end]
+            value, error = 0, None
             try:
-                self._write(run[0][0] if len(run) == 1 else pa.concat_tables([t for t, _ in run]))
-                error = None
+                value = self._write(run[0][0] if len(run) == 1 else pa.concat_tables([t for t, _ in run]))
             except BaseException as e:  # noqa: BLE001 - handed to every request of the run, which answers it
                 error = e
-            outcome += [(f, error) for _, f in run]
+            outcome += [(f, value, error) for _, f in run]
             start = end
         assert self._loop is not None
         self._loop.call_soon_threadsafe(_settle, outcome)
 
 
-def _settle(outcome: list[tuple[asyncio.Future, BaseException | None]]) -> None:
-    for future, error in outcome:
+def _settle(outcome: list[tuple[asyncio.Future, int, BaseException | None]]) -> None:
+    for future, value, error in outcome:
         if future.done():   # its request was cancelled (the client went away)
             continue
         if error is None:
-            future.set_result(None)
+            future.set_result(value)
         else:
             future.set_exception(error)

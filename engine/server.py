@@ -1,13 +1,13 @@
-"""The engine's HTTP API (Starlette): the seeds' edge endpoints plus /health, /ready and /metrics.
+"""The engine's HTTP API: the seeds' edge endpoints plus /health, /ready and /metrics.
 
-Handlers check what they can from the headers before reading a body, read it against the size limit, and run
-the blocking work (decoding, onnxruntime, the durable log append, encoding) on a worker thread so the event
-loop keeps answering. Every error, ours or Starlette's, leaves through `error_response` as {"error": "..."}.
+Inference (POST /infer, POST /pipelines/{name}) is a bare ASGI handler in front of the Starlette app
+(engine/fastpath.py); the other routes are Starlette's. Handlers check what they can from the headers before
+reading a body and read it against the size limit; blocking work runs off the event loop unless it is small
+(engine.service). Every error, ours or Starlette's, leaves through `error_payload` as {"error": "..."}.
 """
 from __future__ import annotations
 
 import logging
-import time
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Callable
 
@@ -20,16 +20,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from joey.errors import JoeyError, NotFound
-
-from joey import envvars
-
-from engine.codecs import PANDAS_RECORDS, REQUEST_TYPES, MediaType, negotiate
+from engine.codecs import negotiate
+from engine.fastpath import InferEndpoint
 from engine.limits import current as current_limits
 from engine.metrics import RequestMetrics
-from joey.errors import BadLogsQuery, BodyTooLarge, NotReady, UnsupportedMediaType
-from engine.runtime import Pipeline
 from engine.service import Engine
+from joey import envvars
+from joey.errors import BadLogsQuery, BodyTooLarge, JoeyError, NotReady
 
 log = logging.getLogger("engine")
 
@@ -39,7 +36,8 @@ LOGS_BEFORE_HEADER = "Joey-Logs-Before"
 _LOGS_QUERY_BYTES = 4096
 
 
-def build_app(engine: Engine, lifespan: Callable[[Starlette], AbstractAsyncContextManager] | None = None) -> Starlette:
+def build_app(engine: Engine,
+              lifespan: Callable[[Starlette], AbstractAsyncContextManager] | None = None) -> InferEndpoint:
     limits = current_limits()   # read here, so a bad value stops the start-up, not a request
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -62,33 +60,6 @@ def build_app(engine: Engine, lifespan: Callable[[Starlette], AbstractAsyncConte
         return JSONResponse({"models": [{"name": s.name, "sha": s.model.sha256, "status": "Running",
                                          "version": s.model_version} for s in p.config.steps]})
 
-    async def infer(request: Request) -> Response:
-        return await _infer(request, engine.require_pipeline())
-
-    async def infer_named(request: Request) -> Response:
-        # The name is checked against the pipeline that runs the request: an in-line update may swap another in.
-        p = engine.require_pipeline()
-        name = request.path_params["name"]
-        if name != p.config.name:
-            raise NotFound(f"pipeline {name!r}", hint=f"this engine serves {p.config.name!r}; or use /infer")
-        return await _infer(request, p)
-
-    async def _infer(request: Request, pipeline: Pipeline) -> Response:
-        started = time.perf_counter()
-        content_type = request.headers.get("content-type")
-        if MediaType.parse(content_type or "").kind is None:
-            raise UnsupportedMediaType(content_type or "(none)", REQUEST_TYPES)
-        answer = negotiate(request.headers.get("accept"))
-        # JSON costs far more to parse than its size, so it has a bound of its own, checked as it streams in.
-        limit, variable = engine.settings.max_body, envvars.MAX_BODY
-        if MediaType.parse(content_type or "").kind == PANDAS_RECORDS and limits.max_json_body < limit:
-            limit, variable = limits.max_json_body, envvars.MAX_JSON_BODY
-        body = await read_body(request, limit, variable)
-        content = await run_in_threadpool(engine.infer, pipeline, body, content_type, answer)
-        # Time from the request's headers to its answer being ready, body upload included.
-        timing = f"engine;dur={(time.perf_counter() - started) * 1e3:.2f}"
-        return Response(content, media_type=answer, headers={"Server-Timing": timing})
-
     async def logs(request: Request) -> Response:
         answer = negotiate(request.headers.get("accept"))
         limit, before = _logs_query(await read_body(request, _LOGS_QUERY_BYTES), limits.logs_max_records)
@@ -102,15 +73,14 @@ def build_app(engine: Engine, lifespan: Callable[[Starlette], AbstractAsyncConte
         Route("/status", status, methods=["GET"]),
         Route("/pipelines", pipelines, methods=["GET"]),
         Route("/models", models, methods=["GET"]),
-        Route("/infer", infer, methods=["POST"]),
-        Route("/pipelines/{name}", infer_named, methods=["POST"]),
         Route("/logs", logs, methods=["POST"]),
         Route("/metrics", engine.metrics.endpoint, methods=["GET"]),
     ]
     handlers: dict[Any, Callable] = {JoeyError: error_response, HTTPException: error_response,
                                      Exception: error_response}
     counting = Middleware(RequestMetrics, metrics=engine.metrics, routes=routes)
-    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan, middleware=[counting])
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan, middleware=[counting])
+    return InferEndpoint(app, engine, limits, error_payload)
 
 
 async def read_body(request: Request, limit: int, variable: str = envvars.MAX_BODY) -> bytes:
@@ -149,16 +119,21 @@ def _logs_query(body: bytes, max_records: int) -> tuple[int, int | None]:
     return min(limit, max_records), before
 
 
-async def error_response(request: Request, exc: Exception) -> Response:
-    """The one place errors become answers: JoeyError by its http_status, Starlette's by theirs, else 500."""
+def error_payload(exc: Exception, method: str, path: str) -> tuple[int, str]:
+    """(status, message) of an error: JoeyError by its http_status, Starlette's by theirs, else 500."""
     if isinstance(exc, JoeyError):
         status, message = exc.http_status, exc.one_line()
         if status >= 500 and not isinstance(exc, NotReady):   # not-ready answers are expected while loading
-            log.error("%s %s: %s", request.method, request.url.path, message)
-    elif isinstance(exc, HTTPException):
-        status, message = exc.status_code, f"{exc.detail}: {request.method} {request.url.path}"
-    else:
-        # Starlette re-raises it after this answer, so the server logs the traceback.
-        status, message = 500, f"internal error ({type(exc).__name__}); see the engine's log"
+            log.error("%s %s: %s", method, path, message)
+        return status, message
+    if isinstance(exc, HTTPException):
+        return exc.status_code, f"{exc.detail}: {method} {path}"
+    # The server logs the traceback: Starlette and engine/fastpath.py re-raise it after this answer.
+    return 500, f"internal error ({type(exc).__name__}); see the engine's log"
+
+
+async def error_response(request: Request, exc: Exception) -> Response:
+    """The one place Starlette's errors become answers, {"error": "..."}."""
+    status, message = error_payload(exc, request.method, request.url.path)
     return JSONResponse({"error": message}, status_code=status,
                         headers=getattr(exc, "headers", None) if isinstance(exc, HTTPException) else None)

@@ -204,11 +204,32 @@ class Engine:
             raise NotReady(self._reason)
         return serving.pipeline
 
-    def infer(self, pipeline: Pipeline, body: bytes, content_type: str | None, answer: str) -> bytes | memoryview:
-        """Decode, run, record (durably, before anything is answered) and encode one request.
+    async def answer(self, pipeline: Pipeline, body: bytes, content_type: str | None,
+                     answer: str) -> list[bytes | memoryview]:
+        """Decode, run, record (durably, before anything is answered) and encode one request; the answer as
+        buffers to send one after the other. Small bodies run on the event loop, their record group-committed
+        with other requests' (LogBatcher); large ones on a worker thread (`infer`)."""
+        if len(body) > SMALL_BODY_BYTES:
+            return await asyncio.get_running_loop().run_in_executor(self._workers, self.infer, pipeline, body,
+                                                                    content_type, answer)
+        t0 = time.perf_counter_ns()
+        table = decode_request(body, content_type)
+        decode_ns = time.perf_counter_ns() - t0
+        result = pipeline.run(table, read_ns=decode_ns)
+        appended = self._batcher.submit(result)
+        try:
+            t1 = time.perf_counter_ns()
+            content = encode(result, answer)
+            encode_ns = time.perf_counter_ns() - t1
+        finally:
+            append_ns = await appended
+        self.metrics.inferred(pipeline, result, (len(body), len(content)), decode_ns, encode_ns, append_ns)
+        return [content]
 
-        The log append (an fsync) and the encoding overlap: the answer waits for both.
-        """
+    def infer(self, pipeline: Pipeline, body: bytes, content_type: str | None,
+              answer: str) -> list[bytes | memoryview]:
+        """`answer` on a worker thread: the log append (an fsync) on the appender overlaps the encoding (in
+        chunks, engine.codecs.answer.encode_chunks), and the answer waits for both."""
         t0 = time.perf_counter_ns()
         table = decode_request(body, content_type)
         decode_ns = time.perf_counter_ns() - t0
@@ -216,12 +237,13 @@ class Engine:
         appended = self._appender.submit(self._record, result)
         try:
             t1 = time.perf_counter_ns()
-            content = encode(result, answer)
+            chunks = encode_chunks(result, answer)
             encode_ns = time.perf_counter_ns() - t1
         finally:
             append_ns = appended.result()
-        self.metrics.inferred(pipeline, result, (len(body), len(content)), decode_ns, encode_ns, append_ns)
-        return content
+        size = sum(len(c) if isinstance(c, bytes) else c.nbytes for c in chunks)
+        self.metrics.inferred(pipeline, result, (len(body), size), decode_ns, encode_ns, append_ns)
+        return chunks
 
     def _record(self, result: pa.Table) -> int:
         """Append the result to the log store; the nanoseconds the durable append took."""

@@ -98,7 +98,7 @@ def _check_text(value: Any, documents: frozenset[str]) -> None:
             found = _first_match(item, bad)
             if found is not None:
                 what = "NUL (U+0000)" if found == "\0" else f"a lone surrogate (U+{ord(found):04X})"
-                raise BadRequest(f"{_shown(field)}: a string in it holds {what}, which Ops cannot store",
+                raise BadRequest(f"{_shown(field)}: its text holds {what}, which Ops cannot store",
                                  hint="send Unicode text: surrogates only in pairs (\\ud83d\\ude00), no NUL")
 
 

@@ -13,8 +13,9 @@ import contextlib
 import json
 import logging
 import threading
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -34,7 +35,7 @@ ALL = ""                      # the partition key of the series over all edges
 
 
 def _iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat()
+    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat()
 
 
 class Windows:
@@ -191,7 +192,7 @@ class AssayService:
                 order = np.argsort(times, kind="stable")
                 times, values = times[order], values[order]
                 lo, hi = np.searchsorted(times, starts), np.searchsorted(times, ends)
-                for s, e, i, j in zip(starts.tolist(), ends.tolist(), lo.tolist(), hi.tolist()):
+                for s, e, i, j in zip(starts.tolist(), ends.tolist(), lo.tolist(), hi.tolist(), strict=True):
                     got = drift.proportions(values[i:j], edges)
                     value = drift.score(spec["metric"], got, expected) if j > i else None
                     out.append({"partition": partition or ALL, "window_start": s, "window_end": e,

@@ -9,9 +9,10 @@ the form. Answers forbid caching and framing, and a Content-Security-Policy allo
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from importlib import resources
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -46,7 +47,7 @@ def _when(t: str | float | None) -> str:
     """An ISO time or UNIX seconds as the pages show it, UTC to the second."""
     if t is None:
         return "—"
-    moment = datetime.fromisoformat(t) if isinstance(t, str) else datetime.fromtimestamp(t, timezone.utc)
+    moment = datetime.fromisoformat(t) if isinstance(t, str) else datetime.fromtimestamp(t, UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 

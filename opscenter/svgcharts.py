@@ -2,8 +2,8 @@
 presentation attributes, which the dashboard's Content-Security-Policy allows), so a page works offline."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from markupsafe import Markup, escape
 
@@ -38,7 +38,7 @@ def _frame(y_min: float, y_max: float) -> list[str]:
 
 
 def _time(ms: float) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def score_chart(label: str, series: dict[str, list[tuple[int, float | None, bool]]], threshold: float) -> Markup:

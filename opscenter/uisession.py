@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from typing import Callable
+from collections.abc import Callable
 
 COOKIE = "joey_ops_session"
 TTL_S = 12 * 3600

@@ -15,13 +15,13 @@ import traceback
 
 from joey import __version__
 from joey.errors import ConfigError, JoeyError, NotFound
-from packager.cli import airgap, artifacts, completion, image, login, ops, output, publishing, serve, signing
+from packager.cli import airgap, artifacts, assays, completion, image, login, ops, output, publishing, serve, signing
 from packager.cli.flags import debug
 
 INTERNAL_ERROR = 70   # sysexits' EX_SOFTWARE: a bug, never a user's mistake
 INTERRUPTED = 130     # what shells report for SIGINT
 
-VERB_GROUPS = (artifacts, publishing, image, airgap, signing, serve, login, ops, completion)
+VERB_GROUPS = (artifacts, publishing, image, airgap, signing, serve, login, ops, assays, completion)
 
 
 class _UsageError(Exception):

@@ -127,13 +127,13 @@ def test_published_pipeline_serves_from_the_pushed_image(engine_image, auth_regi
 
     record = publish(write_spec(SPEC), registry=f"{reg.host}/joey", plain_http=True, username=reg.username,
                      password=reg.password, with_chart=False)
-    assert record["engine_url"] == engine_ref
+    assert record["engine_url"] == f"{reg.host}/joey/engines/joey-engine@{digest}"   # pinned by digest
 
     port = free_port()
     args = _docker_run_args(record["commands"]["docker_run"], {
         "EDGE_PORT": str(port), "OCI_USERNAME": reg.username, "OCI_PASSWORD": reg.password})
     *flags, image = args
-    assert image == engine_ref
+    assert image == record["engine_url"]
     name = f"joey-engine-test-{uuid.uuid4().hex[:12]}"
     # What this host needs on top of the publish's flags (docs/container.md): runc with the host's rlimits, and
     # host networking so the engine reaches the registry on 127.0.0.1 (-p is moot there, hence --port); the

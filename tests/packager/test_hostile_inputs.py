@@ -15,12 +15,12 @@ from pathlib import Path
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from support.engine import publish_spec, start_engine
+from support.procs import wait_for
 
 from joey.errors import SpecError
 from packager.airgap import IMPORT_MIN_BYTES
 from packager.spec import MAX_TENSOR_VALUES, load_spec
-from support.engine import publish_spec, start_engine
-from support.procs import wait_for
 
 PACKAGER = str(Path(sys.executable).parent / "packager")
 SPEC = "name: big-dims\nsteps:\n  - name: identity\n    model: identity.onnx\n"

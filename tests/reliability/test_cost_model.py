@@ -47,7 +47,7 @@ def tables() -> dict[str, list[dict[str, str]]]:
         title, _, body = part.partition("\n")
         lines = [line for line in body.splitlines() if line.startswith("|")]
         header = [c.strip() for c in lines[0].strip("|").split("|")]
-        out[title.strip()] = [dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
+        out[title.strip()] = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True))
                               for line in lines[2:]]
     return out
 

@@ -8,17 +8,17 @@ import json
 import select
 import socket
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
+from support.ops import OpsProcess, start_ops
 
 from joey.bundle import EdgeBundle
 from joey.opswire import MAX_ADMIN_BYTES, MAX_EDGE_BYTES, MAX_JOIN_BYTES, MAX_PAGE_BYTES
 from opscenter.service import EDGE_PATH
-from support.ops import OpsProcess, start_ops
 
 API = "/v1/api/pipelines"
 EDGE = "edge-hostile"
