@@ -19,7 +19,8 @@ from engine.settings import Settings
 from joey.errors import JoeyError
 
 log = logging.getLogger("engine")
-# The largest request line plus headers (h11's own default): a longer head is answered 400.
+# The largest request line plus headers (h11's default, which the engine served with before): a longer head is
+# answered 400.
 MAX_HEAD_BYTES = 16 * 1024
 
 
@@ -80,13 +81,13 @@ def run(settings: Settings) -> int:
             engine.close()
 
     # Connections (docs/engine-api.md): deadlines for slow requests, idle keep-alive, the open-connection cap
-    # and the largest request head; h11 is named because the deadlines are a measure on its protocol.
+    # and the largest request head, on httptools (C) and uvloop: on the one-row path uvicorn's pure-Python h11
+    # and asyncio's default loop cost more CPU than the inference (docs/performance.md).
     config = uvicorn.Config(quiet_disconnects(build_app(engine, lifespan)), host=settings.host, port=settings.port,
                             log_config=None, access_log=settings.debug, server_header=False,
-                            timeout_graceful_shutdown=None,
-                            http=with_deadlines(settings.header_timeout, settings.body_timeout),
-                            timeout_keep_alive=settings.keep_alive_timeout, limit_concurrency=settings.max_connections,
-                            h11_max_incomplete_event_size=MAX_HEAD_BYTES)
+                            timeout_graceful_shutdown=None, loop="uvloop",
+                            http=with_deadlines(settings.header_timeout, settings.body_timeout, MAX_HEAD_BYTES),
+                            timeout_keep_alive=settings.keep_alive_timeout, limit_concurrency=settings.max_connections)
     server = _Server(config, engine)
     try:
         engine.open_store()

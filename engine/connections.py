@@ -54,6 +54,10 @@ class DeadlineProtocol(HttpToolsProtocol):
             self._refuse_head()
         self._watch()
 
+    def on_message_begin(self) -> None:
+        self._receiving, self._head_size = _HEAD, 0
+        super().on_message_begin()
+
     # llhttp hands over the URL and headers piece by piece as they arrive, so a head that never ends is seen.
     def on_url(self, url: bytes) -> None:
         self._head_size += len(url)
@@ -71,7 +75,7 @@ class DeadlineProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        if self._receiving is not None:
+        if self._receiving is _BODY:   # not after a refused head: no request cycle was started for it
             super().on_body(body)
 
     def on_message_complete(self) -> None:
@@ -80,7 +84,8 @@ class DeadlineProtocol(HttpToolsProtocol):
             super().on_message_complete()
 
     def on_response_complete(self) -> None:
-        self._receiving, self._head_size = _HEAD, 0   # a kept-alive connection now waits for the next request
+        if self._receiving is _DONE and not self.pipeline:   # kept alive: now waiting for the next request
+            self._receiving = _HEAD
         super().on_response_complete()
         self._watch()
 

@@ -1,21 +1,27 @@
 """The engine's Prometheus metrics: what GET /metrics answers (docs/engine-api.md, "Metrics").
 
-Two kinds. Instruments the request path feeds (request counts and latencies, per-stage and per-model-step
-latencies, rows, body bytes), each label child resolved once so a request pays a few lock-protected adds and no
-lookups. And a collector that reads the engine's own state when Prometheus scrapes: the log store's counters,
-the uploader's and the updater's status, what serves. Nothing on the request path counts what that state
-already knows.
+Two kinds. What the request path measures (request counts and latencies, per-stage and per-model-step
+latencies, rows, body bytes) goes into plain counts under one lock, one acquisition per request and per
+inference: prometheus-client's instruments take a lock per observation, several microseconds a request on a
+small edge CPU. And a collector that reads the engine's own state when Prometheus scrapes: the log store's
+counters, the uploader's and the updater's status, what serves. Nothing on the request path counts what that
+state already knows.
 """
 from __future__ import annotations
 
+import threading
 import time
+from bisect import bisect_left
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import pyarrow as pa
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client import CollectorRegistry, disable_created_metrics
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily,
+                                    InfoMetricFamily, Metric)
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -35,71 +41,101 @@ disable_created_metrics()
 OTHER_ROUTE = "other"
 # From 0.5 ms (a one-row request on a small model) to 10 s (a large batch on a slow edge CPU).
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-STAGES = ("decode", "encode", "log_append")
+_LE = [*(floatToGoString(b) for b in LATENCY_BUCKETS), "+Inf"]
 
 
-class EngineMetrics:
-    """The engine's registry: the request-path instruments, and a collector over `engine`'s state."""
+class _Histogram:
+    """One histogram family with one label, its series as plain counts; the caller holds the lock."""
+
+    def __init__(self, name: str, text: str, label: str):
+        self.name, self.text, self.label = name, text, label
+        self.series: dict[str, list[float]] = {}   # label value -> count per bucket (+Inf last), then the sum
+
+    def observe(self, key: str, seconds: float) -> None:
+        counts = self.series.get(key)
+        if counts is None:
+            counts = self.series[key] = [0] * (len(_LE) + 1)
+        counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1   # the first bucket whose bound is >= seconds
+        counts[-1] += seconds
+
+    def family(self) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(self.name, self.text, labels=(self.label,))
+        for key, counts in sorted(self.series.items()):
+            family.add_metric((key,), list(zip(_LE, accumulate(counts[:-1]))), counts[-1])
+        return family
+
+
+class EngineMetrics(Collector):
+    """The engine's registry: what the request path measured, and a collector over `engine`'s state."""
 
     def __init__(self, engine: Engine):
+        self._lock = threading.Lock()
+        self._requests: dict[tuple[str, str], int] = {}   # (route, status) -> answers
+        self._latency = _Histogram("joey_engine_http_request_duration_seconds",
+                                   "Time from a request's headers to its answer, by route.", "route")
+        self._stage = _Histogram("joey_engine_infer_stage_duration_seconds",
+                                 "Time of one stage of an inference: decode, encode, log_append (the durable "
+                                 "append).", "stage")
+        self._step = _Histogram("joey_engine_model_step_duration_seconds",
+                                "Time onnxruntime took for one pipeline step of an inference, by step name.", "step")
+        self._totals = dict.fromkeys(COUNTERS, 0)
         self.registry = CollectorRegistry()
-        r = self.registry
-        self._requests = Counter("joey_engine_http_requests", "HTTP requests answered, by route and status code.",
-                                 ("route", "status"), registry=r)
-        self._latency = Histogram("joey_engine_http_request_duration_seconds",
-                                  "Time from a request's headers to its answer, by route.", ("route",),
-                                  buckets=LATENCY_BUCKETS, registry=r)
-        stage = Histogram("joey_engine_infer_stage_duration_seconds",
-                          "Time of one stage of an inference: decode, encode, log_append (the durable append).",
-                          ("stage",), buckets=LATENCY_BUCKETS, registry=r)
-        self._decode, self._encode, self._append = (stage.labels(s) for s in STAGES)
-        self._model = Histogram("joey_engine_model_step_duration_seconds",
-                                "Time onnxruntime took for one pipeline step of an inference, by step name.",
-                                ("step",), buckets=LATENCY_BUCKETS, registry=r)
-        self._rows = Counter("joey_engine_inference_rows", "Rows inferred (and logged).", registry=r)
-        self._bytes_in = Counter("joey_engine_infer_request_bytes", "Bytes of inference request bodies.",
-                                 registry=r)
-        self._bytes_out = Counter("joey_engine_infer_response_bytes", "Bytes of inference answers.", registry=r)
-        self._children: dict[Any, Any] = {}   # (metric, labels) -> child: label lookups take a lock each
-        self._state = _StateCollector(engine)
-        r.register(self._state)
+        self.registry.register(self)
+        self.registry.register(_StateCollector(engine))
 
     # ---------------------------------------------------------------------------------- the request path
     def request(self, route: str, status: int, seconds: float) -> None:
-        key = (route, status)
-        counter = self._children.get(key)
-        if counter is None:
-            counter = self._children[key] = self._requests.labels(route, str(status))
-        counter.inc()
-        latency = self._children.get(route)
-        if latency is None:
-            latency = self._children[route] = self._latency.labels(route)
-        latency.observe(seconds)
+        key = (route, str(status))
+        with self._lock:
+            self._requests[key] = self._requests.get(key, 0) + 1
+            self._latency.observe(route, seconds)
 
     def inferred(self, pipeline: Pipeline, result: pa.Table, sizes: tuple[int, int],
                  decode_ns: int, encode_ns: int, append_ns: int) -> None:
         """One inference done: its stages' times, its model steps' (from the record's metadata.elapsed, which
         the pipeline measured), its rows and its bytes in and out."""
-        self._decode.observe(decode_ns / 1e9)
-        self._encode.observe(encode_ns / 1e9)
-        self._append.observe(append_ns / 1e9)
-        if result.num_rows:
-            # elapsed: [decode and binding, step 1, step 2, ...] in ns, the same on every row
-            elapsed = result.column("metadata.elapsed")[0].values.to_numpy()
-            for step, ns in zip(pipeline.steps, elapsed[1:].tolist()):
-                child = self._children.get(step.name)
-                if child is None:
-                    child = self._children[step.name] = self._model.labels(step.name)
-                child.observe(ns / 1e9)
-        self._rows.inc(result.num_rows)
-        self._bytes_in.inc(sizes[0])
-        self._bytes_out.inc(sizes[1])
+        steps = pipeline.steps
+        # elapsed: [decode and binding, step 1, step 2, ...] in ns, the same list on every row
+        elapsed = (result.column("metadata.elapsed").chunk(0).values.slice(1, len(steps)).to_pylist()
+                   if result.num_rows else [])
+        with self._lock:
+            self._stage.observe("decode", decode_ns / 1e9)
+            self._stage.observe("encode", encode_ns / 1e9)
+            self._stage.observe("log_append", append_ns / 1e9)
+            for step, ns in zip(steps, elapsed):
+                self._step.observe(step.name, ns / 1e9)
+            totals = self._totals
+            totals["joey_engine_inference_rows"] += result.num_rows
+            totals["joey_engine_infer_request_bytes"] += sizes[0]
+            totals["joey_engine_infer_response_bytes"] += sizes[1]
 
     # ------------------------------------------------------------------------------------------ scraping
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:   # the families are built from copies, so requests wait only for the copying
+            requests, totals = dict(self._requests), dict(self._totals)
+            histograms = [_Histogram(h.name, h.text, h.label) for h in (self._latency, self._stage, self._step)]
+            for copy, h in zip(histograms, (self._latency, self._stage, self._step)):
+                copy.series = {k: list(v) for k, v in h.series.items()}
+        family = CounterMetricFamily("joey_engine_http_requests", "HTTP requests answered, by route and status "
+                                                                  "code.", labels=("route", "status"))
+        for labels, n in sorted(requests.items()):
+            family.add_metric(labels, n)
+        yield family
+        yield from (h.family() for h in histograms)
+        for name, text in COUNTERS.items():
+            yield CounterMetricFamily(name, text, value=totals[name])
+
     async def endpoint(self, request: Request) -> Response:
         """GET /metrics: the text format Prometheus asked for (OpenMetrics or the classic one)."""
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(await run_in_threadpool(encoder, self.registry), media_type=content_type)
+
+
+COUNTERS = {   # the request path's plain totals; counter names go without _total, which the exposition adds
+    "joey_engine_inference_rows": "Rows inferred (and logged).",
+    "joey_engine_infer_request_bytes": "Bytes of inference request bodies.",
+    "joey_engine_infer_response_bytes": "Bytes of inference answers.",
+}
 
 
 class RequestMetrics:

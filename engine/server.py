@@ -1,4 +1,5 @@
-"""The engine's HTTP API: the seeds' edge endpoints plus /health, /ready and /metrics.
+"""The engine's HTTP API: the seeds' edge endpoints plus /health, /ready, /metrics, the Open Inference
+Protocol v2 (engine.oip) and /openapi.json (engine.openapi).
 
 Inference (POST /infer, POST /pipelines/{name}) is a bare ASGI handler in front of the Starlette app
 (engine/fastpath.py); the other routes are Starlette's. Handlers check what they can from the headers before
@@ -20,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from engine import oip, openapi
 from engine.codecs import negotiate
 from engine.fastpath import InferEndpoint
 from engine.limits import current as current_limits
@@ -39,6 +41,7 @@ _LOGS_QUERY_BYTES = 4096
 def build_app(engine: Engine,
               lifespan: Callable[[Starlette], AbstractAsyncContextManager] | None = None) -> InferEndpoint:
     limits = current_limits()   # read here, so a bad value stops the start-up, not a request
+    document = openapi.document()
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -67,6 +70,9 @@ def build_app(engine: Engine,
         headers = {LOGS_BEFORE_HEADER: str(window.seq_start)} if window.more else None
         return Response(content, media_type=answer, headers=headers)
 
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(document)
+
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
@@ -75,6 +81,8 @@ def build_app(engine: Engine,
         Route("/models", models, methods=["GET"]),
         Route("/logs", logs, methods=["POST"]),
         Route("/metrics", engine.metrics.endpoint, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        *oip.routes(engine),
     ]
     handlers: dict[Any, Callable] = {JoeyError: error_response, HTTPException: error_response,
                                      Exception: error_response}

@@ -245,6 +245,28 @@ class Engine:
         self.metrics.inferred(pipeline, result, (len(body), size), decode_ns, encode_ns, append_ns)
         return chunks
 
+    async def run_recorded(self, pipeline: Pipeline, decode: Callable[[], pa.Table],
+                           encode: Callable[[pa.Table], bytes], size: int) -> bytes:
+        """A request of another protocol (engine.oip) down the path of `answer`: `decode` reads the request
+        table, the pipeline runs it (both on a worker thread past SMALL_BODY_BYTES), the result is recorded
+        durably, then `encode` makes the answer of it."""
+        def decode_and_run() -> tuple[pa.Table, int]:
+            t0 = time.perf_counter_ns()
+            table = decode()
+            decode_ns = time.perf_counter_ns() - t0
+            return pipeline.run(table, read_ns=decode_ns), decode_ns
+
+        if size > SMALL_BODY_BYTES:
+            result, decode_ns = await asyncio.get_running_loop().run_in_executor(self._workers, decode_and_run)
+        else:
+            result, decode_ns = decode_and_run()
+        append_ns = await self._batcher.submit(result)
+        t1 = time.perf_counter_ns()
+        content = encode(result)
+        self.metrics.inferred(pipeline, result, (size, len(content)), decode_ns, time.perf_counter_ns() - t1,
+                              append_ns)
+        return content
+
     def _record(self, result: pa.Table) -> int:
         """Append the result to the log store; the nanoseconds the durable append took."""
         t0 = time.perf_counter_ns()

@@ -400,3 +400,16 @@ def error_answer(response) -> tuple[str, str | None]:
         return str(answer["message"]), answer.get("hint")
     except (ValueError, KeyError, TypeError):
         return f"HTTP {response.status_code}: {response.text[:200]}", None
+
+
+class ReferrersContention(JoeyError):
+    """The referrers index tag of a subject kept changing under this writer (registries without the referrers
+    API have no conditional PUT, so concurrent publishers retry until each finds its entry listed)."""
+
+    exit_code = 4
+    http_status = 503
+
+    def __init__(self, where: str, attempts: int):
+        super().__init__(f"could not list a referrer in the index {where}: it changed under each of {attempts} "
+                         "attempts (other publishers attaching to the same manifest)",
+                         hint="retry the command; nothing it attached is lost, only not yet listed")

@@ -125,20 +125,24 @@ class OCILayout:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def write_manifest(self, repository: str, tag: str | None, raw: bytes, media_type: str) -> str:
-        """Store a manifest and point REPOSITORY:TAG at it (replacing what that name pointed to)."""
-        m = Manifest.parse(raw, f"{repository}:{tag}")
-        self.write_bytes_blob(m.descriptor, raw)
+        """Store a manifest (or an image index: a referrers tag) and point REPOSITORY:TAG at it (replacing what
+        that name pointed to)."""
+        if media_type == mediatypes.OCI_INDEX:
+            desc = Descriptor.for_bytes(media_type, raw)
+        else:
+            desc = Manifest.parse(raw, f"{repository}:{tag}").descriptor
+        self.write_bytes_blob(desc, raw)
         if tag is None:
-            return m.digest
+            return desc.digest
         name = f"{repository}:{tag}"
-        entry = m.descriptor.to_json()
+        entry = desc.to_json()
         entry["annotations"] = {ann.REF_NAME: name}
         with self._locked():
             manifests = [e for e in self.read_index()
                          if (e.get("annotations") or {}).get(ann.REF_NAME) != name]
             manifests.append(entry)
             self._write_index(manifests)
-        return m.digest
+        return desc.digest
 
     def resolve(self, repository: str, reference: str) -> tuple[bytes, str, str]:
         """(manifest bytes, media type, digest) of REPOSITORY:TAG or of a digest."""

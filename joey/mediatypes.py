@@ -10,8 +10,15 @@ OCI_LAYOUT_VERSION = "1.0.0"
 PIPELINE_ARTIFACT = "application/vnd.joey.pipeline.v1+json"
 PIPELINE_CONFIG = "application/vnd.joey.pipeline.config.v1+json"
 
-# CNCF ModelPack: an uncompressed model weight file, one layer per model.
+# CNCF ModelPack (modelpack/model-spec): a model artifact's type and config, an uncompressed weight file.
+MODEL_MANIFEST = "application/vnd.cncf.model.manifest.v1+json"
+MODEL_CONFIG = "application/vnd.cncf.model.config.v1+json"
 MODEL_WEIGHT_RAW = "application/vnd.cncf.model.weight.v1.raw"
+
+# Referrers of a manifest other than cosign's: a CycloneDX SBOM, an OpenSSF model-signing signature (a Sigstore
+# bundle, as model_signing writes it).
+CYCLONEDX_JSON = "application/vnd.cyclonedx+json"
+SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
 # Helm's OCI media types (helm.sh/docs/topics/registries).
 HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"

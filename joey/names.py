@@ -4,7 +4,8 @@
 - reference, local store: NAME[:VERSION] or NAME@sha256:...  — the embedded layout's pipelines/NAME
 - reference, OCI layout:  oci:DIR:REPO[:TAG]                 — skopeo's syntax, for any layout directory
   built by `str(Ref)` (`pipeline_ref` for a pipeline), parsed by `parse`
-- repository paths:       NS/pipelines/NAME, NS/charts/NAME, NS/engines/joey-engine — `*_repository`,
+- repository paths:       NS/pipelines/NAME, NS/charts/NAME, NS/engines/joey-engine, NS/models/NAME (a step's
+  ModelPack artifact, tagged with its model version) — `*_repository`,
   parsed by `repository_name` (`pipeline_name` refuses what is not a pipeline's)
 - publish record tag:     publish-<pipeline version>                    — `record_tag` / `record_version`
 - chart:                  oci://HOST/NS/charts/NAME, version 0.0.1-<pipeline version>, reference
@@ -27,6 +28,7 @@ from joey.errors import ReferenceError_
 PIPELINES = "pipelines"
 CHARTS = "charts"
 ENGINES = "engines"
+MODELS = "models"
 ENGINE_NAME = "joey-engine"
 RECORD_TAG_PREFIX = "publish-"
 # A chart's SemVer version must start with numbers; the pipeline version (a UUID) rides as the pre-release.
@@ -176,8 +178,19 @@ def engine_repository(namespace: str, name: str = ENGINE_NAME) -> str:
     return _repository(namespace, ENGINES, name)
 
 
+def model_repository(namespace: str, name: str) -> str:
+    """NS/models/NAME: where each publish's model NAME is also a ModelPack artifact (tag: its model version)."""
+    return _repository(namespace, MODELS, name)
+
+
+def model_repository_beside(pipeline_repo: str, name: str) -> str:
+    """The models repository of model NAME in the namespace of [NS/]pipelines/PIPELINE."""
+    head, _, _ = pipeline_repo.rpartition("/")
+    return model_repository(head.removesuffix(PIPELINES).rstrip("/"), name)
+
+
 def repository_name(repository: str, kind: str = PIPELINES) -> str | None:
-    """NAME of [NS/]<kind>/NAME (kind: pipelines, charts or engines); None for any other repository."""
+    """NAME of [NS/]<kind>/NAME (kind: pipelines, charts, engines or models); None for any other repository."""
     head, _, name = repository.rpartition("/")
     if head != kind and not head.endswith(f"/{kind}"):
         return None

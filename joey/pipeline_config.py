@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from joey import mediatypes
+from joey.descriptor import digest_of
+from joey.modelpack import model_manifest
 
 SCHEMA_VERSION = 1
 # uuid5 namespaces: a fixed random UUID of Joey's, then one per kind so a model and a pipeline never collide.
@@ -83,6 +85,16 @@ class StepConfig:
     def digest(self) -> str:
         return f"sha256:{self.model.sha256}"
 
+    def modelpack_manifest(self) -> bytes:
+        """This model as a ModelPack artifact's manifest (pushed to NS/models/<name>:<model version>)."""
+        return model_manifest(self.name, self.model_version, self.model.sha256, self.model.size, self.file,
+                              self.framework)[0]
+
+    @property
+    def modelpack_digest(self) -> str:
+        """The digest of that manifest: how the pipeline config references the model artifact."""
+        return digest_of(self.modelpack_manifest())
+
     def to_json(self) -> dict:
         m = self.model
         return {
@@ -98,6 +110,8 @@ class StepConfig:
             "outputs": [s.to_json() for s in m.outputs],
             "opset": dict(m.opset),
             "producer": m.producer,
+            # derived from the fields above; written so that OCI tools follow it without rebuilding it
+            "modelpack_digest": self.modelpack_digest,
         }
 
     @classmethod

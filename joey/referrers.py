@@ -1,40 +1,64 @@
-"""Artifacts attached to a manifest (signatures, provenance), found again from the manifest's digest.
+"""Artifacts attached to a manifest (signatures, provenance, SBOMs, records), listed and found again from the
+manifest's digest, the OCI 1.1 way on every registry.
 
-Each attachment is one OCI image manifest whose `subject` is the manifest it is about, so a registry with the
-OCI 1.1 referrers API (GET /v2/<repo>/referrers/<digest>) lists it. The same manifest is also tagged with
-cosign's scheme, `sha256-<hex>.sig` / `sha256-<hex>.att` in the subject's repository: that is what works on
-registries without the API (distribution 2.8 answers 404) and in an OCI layout, and what cosign reads.
-Its config is the image config cosign (go-containerregistry) writes for such an image, so cosign can read it.
+Each attachment is one OCI image manifest whose `subject` is the manifest it is about. A registry with the
+referrers API (GET /v2/<repo>/referrers/<digest>) lists it by itself. On one without (distribution 2.8 answers
+404), the distribution spec has the client keep the referrers tag `sha256-<hex>`: an image index listing each
+referrer's descriptor with its artifactType and annotations, updated read-modify-write by `register`. The same
+index is kept in an OCI layout. cosign's own tags (`sha256-<hex>.sig` / `.att` / `.sbom`) are written too, for
+cosign users; their config is the image config cosign (go-containerregistry) writes, so cosign can read them.
+Reading (`find`) prefers the API, then the index, and adds what cosign's tags hold.
 """
 from __future__ import annotations
 
 import io
 import json
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from joey import mediatypes
-from joey.descriptor import Descriptor, Manifest, manifest_bytes
-from joey.errors import BadArtifact, DigestMismatch, NotFound, RegistryError, SizeMismatch
-from joey.transfer import Target
+from joey.descriptor import Descriptor, Manifest, digest_of, manifest_bytes
+from joey.errors import BadArtifact, DigestMismatch, NotFound, ReferrersContention, RegistryError, SizeMismatch
+from joey.transfer import Target, copy
 from joey.verify import copy_verified
 
 SIGNATURE = "sig"
 ATTESTATION = "att"
-SUFFIXES = (SIGNATURE, ATTESTATION)
+SBOM = "sbom"
+SUFFIXES = (SIGNATURE, ATTESTATION, SBOM)
 
-# cosign's artifactType for each kind, as its OCI 1.1 mode writes them.
+# cosign's artifactType for each kind, as its OCI 1.1 mode writes them (an SBOM's is its own media type).
 ARTIFACT_TYPES = {
     SIGNATURE: "application/vnd.dev.cosign.artifact.sig.v1+json",
     ATTESTATION: "application/vnd.dev.cosign.artifact.att.v1+json",
+    SBOM: mediatypes.CYCLONEDX_JSON,
 }
+PUBLISH_RECORD = "application/vnd.joey.publish.v1+json"   # joey.record's artifactType, named here for `kind`
+KINDS = {ARTIFACT_TYPES[SIGNATURE]: "signature", ARTIFACT_TYPES[ATTESTATION]: "provenance",
+         ARTIFACT_TYPES[SBOM]: "sbom", PUBLISH_RECORD: "publish record",
+         mediatypes.SIGSTORE_BUNDLE: "model signature"}
 OCI_IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"
-MAX_LAYER = 4 * 2**20   # a signature payload or an attestation is a few KiB; more is not one of ours
+MAX_LAYER = 4 * 2**20   # a signature payload, an attestation or an SBOM is a few KiB; more is not one of ours
+MAX_INDEX = 4 * 2**20
+# Without a conditional PUT, a writer learns it lost a race only by reading again: it waits a moment (jittered,
+# so two racing writers drift apart), looks for its entry and writes again when it is gone.
+INDEX_ATTEMPTS = 8
+SETTLE_S = (0.05, 0.25)
+
+Replaces = Callable[[dict, dict], bool]
 
 
 def fallback_tag(digest: str, suffix: str) -> str:
     """cosign's tag for what is attached to `digest`: sha256:<hex> -> sha256-<hex>.<suffix>."""
+    return f"{index_tag(digest)}.{suffix}"
+
+
+def index_tag(digest: str) -> str:
+    """The distribution spec's referrers tag of `digest`: sha256:<hex> -> sha256-<hex>."""
     algo, _, hexd = digest.partition(":")
-    return f"{algo}-{hexd}.{suffix}"
+    return f"{algo}-{hexd}"
 
 
 def image_config(layers: list[Descriptor]) -> bytes:
@@ -45,17 +69,105 @@ def image_config(layers: list[Descriptor]) -> bytes:
                        "config": {}}, separators=(",", ":")).encode()
 
 
+# ---------------------------------------------------------------- writing
+
+def same_type(old: dict, new: dict) -> bool:
+    """The default for `register`: a subject has one current referrer of each artifactType (a new signature
+    manifest carries the old signatures along; a record or an SBOM is rewritten whole)."""
+    return old.get("artifactType") == new.get("artifactType")
+
+
+def same_type_and(*annotations: str) -> Replaces:
+    """Replace only a referrer of the same artifactType whose `annotations` match too (one per signing key)."""
+    def replaces(old: dict, new: dict) -> bool:
+        a, b = old.get("annotations") or {}, new.get("annotations") or {}
+        return same_type(old, new) and all(a.get(k) == b.get(k) for k in annotations)
+    return replaces
+
+
 def attach(target: Target, repository: str, subject: Descriptor, layers: list[tuple[Descriptor, bytes]],
            suffix: str) -> str:
-    """Store an attachment of `subject` (blobs first, then the manifest under its fallback tag); its digest."""
+    """Store a cosign-style attachment of `subject` (blobs, the manifest under its cosign tag) and list it."""
     config = image_config([d for d, _ in layers])
     config_desc = Descriptor.for_bytes(OCI_IMAGE_CONFIG, config)
     for desc, data in [(config_desc, config), *layers]:
         target.write_blob(repository, desc, io.BytesIO(data))
     raw = manifest_bytes(config_desc, [d for d, _ in layers], {}, artifact_type=ARTIFACT_TYPES[suffix],
                          subject=Descriptor(subject.media_type, subject.digest, subject.size))
-    return target.write_manifest(repository, fallback_tag(subject.digest, suffix), raw, mediatypes.OCI_MANIFEST)
+    digest = target.write_manifest(repository, fallback_tag(subject.digest, suffix), raw, mediatypes.OCI_MANIFEST)
+    register(target, repository, raw)
+    return digest
 
+
+def attach_artifact(target: Target, repository: str, subject: Descriptor, artifact_type: str,
+                    layers: list[tuple[Descriptor, bytes]], *, annotations: dict[str, str] | None = None,
+                    replaces: Replaces = same_type) -> str:
+    """Store an OCI 1.1 artifact about `subject` (empty config, untagged) and list it; its digest."""
+    empty = Descriptor.for_bytes(mediatypes.OCI_EMPTY, b"{}")
+    for desc, data in [(empty, b"{}"), *layers]:
+        target.write_blob(repository, desc, io.BytesIO(data))
+    raw = manifest_bytes(empty, [d for d, _ in layers], annotations or {}, artifact_type=artifact_type,
+                         subject=Descriptor(subject.media_type, subject.digest, subject.size))
+    digest = target.write_manifest(repository, None, raw, mediatypes.OCI_MANIFEST)
+    register(target, repository, raw, replaces=replaces)
+    return digest
+
+
+def register(target: Target, repository: str, raw: bytes, *, replaces: Replaces = same_type) -> None:
+    """List the pushed manifest `raw` among its subject's referrers: nothing to do where the referrers API lists
+    it already; otherwise add it to the subject's index tag, dropping what it `replaces`.
+
+    Safe against concurrent writers as far as a registry without conditional PUT allows: the index is read
+    again just before writing (a change means start over), and after writing, once settled, the entry must be
+    there, else the update is redone (another writer's read-modify-write dropped it).
+    """
+    m = json.loads(raw)
+    subject = m["subject"]["digest"]
+    if _listed(target, repository, subject) is not None:
+        return
+    entry = {"mediaType": m.get("mediaType", mediatypes.OCI_MANIFEST), "digest": digest_of(raw), "size": len(raw),
+             "artifactType": m.get("artifactType") or m["config"]["mediaType"]}
+    if m.get("annotations"):
+        entry["annotations"] = m["annotations"]
+    tag = index_tag(subject)
+    for _ in range(INDEX_ATTEMPTS):
+        seen, entries = read_index(target, repository, subject)
+        kept = [e for e in entries if e.get("digest") != entry["digest"] and not replaces(e, entry)]
+        if read_index(target, repository, subject)[0] != seen:
+            continue
+        target.write_manifest(repository, tag, index_bytes([*kept, entry]), mediatypes.OCI_INDEX)
+        time.sleep(random.uniform(*SETTLE_S))
+        if any(e.get("digest") == entry["digest"] for e in read_index(target, repository, subject)[1]):
+            return
+    raise ReferrersContention(f"{repository}:{tag}", INDEX_ATTEMPTS)
+
+
+def index_bytes(entries: list[dict]) -> bytes:
+    return json.dumps({"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": entries},
+                      separators=(",", ":")).encode()
+
+
+def read_index(target: Target, repository: str, digest: str) -> tuple[str | None, list[dict]]:
+    """(the index tag's digest, its entries) for `digest`; (None, []) while there is none."""
+    tag = index_tag(digest)
+    try:
+        raw, _, found = target.resolve(repository, tag)
+    except NotFound:
+        return None, []
+    where = f"{repository}:{tag}"
+    if len(raw) > MAX_INDEX:
+        raise BadArtifact(where, f"a referrers index of {len(raw)} bytes is larger than {MAX_INDEX}")
+    try:
+        index = json.loads(raw)
+        entries = index["manifests"]
+    except (ValueError, KeyError, TypeError):
+        raise BadArtifact(where, "the referrers tag is not an OCI image index") from None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and "digest" in e for e in entries):
+        raise BadArtifact(where, "the referrers index's manifests are not descriptors")
+    return found, entries
+
+
+# ---------------------------------------------------------------- reading
 
 def attached(target: Target, repository: str, digest: str, suffix: str) -> Manifest | None:
     """The attachment tagged with cosign's scheme for `digest`, or None."""
@@ -92,7 +204,7 @@ class Referrer:
 
     digest: str
     artifact_type: str | None
-    found_via: list[str] = field(default_factory=list)   # "referrers API" and/or "tag sha256-….sig"
+    found_via: list[str] = field(default_factory=list)   # "referrers API", "index sha256-…", "tag sha256-….sig"
     annotations: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -101,16 +213,17 @@ class Referrer:
 
 
 def kind(artifact_type: str | None) -> str:
-    return {ARTIFACT_TYPES[SIGNATURE]: "signature", ARTIFACT_TYPES[ATTESTATION]: "provenance",
-            "application/vnd.joey.publish.v1+json": "publish record"}.get(artifact_type or "", "other")
+    return KINDS.get(artifact_type or "", "other")
 
 
 def find(target: Target, repository: str, digest: str) -> list[Referrer]:
-    """Everything attached to `digest`: from the referrers API when the target answers it, and from the tags."""
+    """Everything attached to `digest`: from the referrers API when the target answers it, else from the
+    referrers index, and from cosign's tags."""
     found: dict[str, Referrer] = {}
-    for d in _listed(target, repository, digest):
-        found[d["digest"]] = Referrer(d["digest"], d.get("artifactType"), ["referrers API"],
-                                      dict(d.get("annotations") or {}))
+    listed = _listed(target, repository, digest)
+    via = "referrers API" if listed is not None else f"index {index_tag(digest)}"
+    for d in listed if listed is not None else read_index(target, repository, digest)[1]:
+        found[d["digest"]] = Referrer(d["digest"], d.get("artifactType"), [via], dict(d.get("annotations") or {}))
     for suffix in SUFFIXES:
         m = attached(target, repository, digest, suffix)
         if m is None:
@@ -123,15 +236,27 @@ def find(target: Target, repository: str, digest: str) -> list[Referrer]:
     return list(found.values())
 
 
-def _listed(target: Target, repository: str, digest: str) -> list[dict]:
-    """The referrers API's answer; [] from a layout (it has only the tags) or a registry without the API
-    (404, or a 4xx some registries give routes they do not know)."""
+def _listed(target: Target, repository: str, digest: str) -> list[dict] | None:
+    """The referrers API's answer; None from a layout (it has only tags) or a registry without the API (404,
+    or a 4xx some registries give routes they do not know)."""
     listing = getattr(target, "referrers", None)
     if listing is None:
-        return []
+        return None
     try:
         return listing(digest, repository)
     except RegistryError as e:
         if 400 <= e.status < 500 and e.status not in (401, 403):
-            return []
+            return None
         raise
+
+
+def copy_referrers(src: Target, src_repo: str, dst: Target, dst_repo: str, digest: str) -> list[str]:
+    """Copy what is attached to `digest` (it must be in `dst` already) and list it there; the digests copied.
+    A referrer keeps the cosign tag it was found under."""
+    out = []
+    for r in find(src, src_repo, digest):
+        tags = [v.removeprefix("tag ") for v in r.found_via if v.startswith("tag ")]
+        copy(src, src_repo, r.digest, dst, dst_repo, tags[0] if tags else None)
+        register(dst, dst_repo, src.resolve(src_repo, r.digest)[0])
+        out.append(r.digest)
+    return out

@@ -175,10 +175,19 @@ class Registry:
                 url = nxt if nxt.startswith("http") else f"{self.scheme}://{self.host}{nxt}"
         return out
 
-    def referrers(self, digest: str, repository: str) -> list[dict]:
+    def referrers(self, digest: str, repository: str) -> list[dict] | None:
+        """The referrers API's listing; None when the registry has no such API (the spec forbids a 404 from one
+        that has it: distribution 2.8 answers 404)."""
         r = self._request("GET", self.url(f"{repository}/referrers/{digest}"), action="list referrers",
                           ok=(200, 404))
-        return (r.json().get("manifests") or []) if r.status_code == 200 else []
+        return (r.json().get("manifests") or []) if r.status_code == 200 else None
+
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
+        """Link a blob this registry holds in `from_repository` into `repository` without sending it again;
+        False when the registry would rather have it uploaded (it answers 202: mounting is optional)."""
+        r = self._request("POST", self.url(f"{repository}/blobs/uploads/?mount={digest}&from={from_repository}"),
+                          action=f"mount blob {digest}", ok=(201, 202))
+        return r.status_code == 201
 
 
 @contextmanager

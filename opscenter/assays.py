@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from joey import opswire as models
 from joey.errors import BadRequest, Conflict, JoeyError, Missing
-from opscenter import drift
+from opscenter import drift, metrics
 from opscenter.db import Database
 
 log = logging.getLogger("joey.ops.assays")
@@ -61,8 +61,8 @@ class Windows:
 
 
 class AssayService:
-    def __init__(self, db: Database, clock: Callable[[], float], on_result: Callable[[dict, dict], None] | None = None):
-        self.db, self.clock, self.on_result = db, clock, on_result
+    def __init__(self, db: Database, clock: Callable[[], float]):
+        self.db, self.clock = db, clock
         self._wake, self._stopping = threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -209,12 +209,7 @@ class AssayService:
                 [(row["id"], r["partition"], r["window_start"], r["window_end"], r["records"], r["score"],
                   r["alert"], r["bins"], r["computed_at"]) for r in out])
             tx.execute("UPDATE assays SET last_run_at = ?, last_error = NULL WHERE id = ?", (now, row["id"]))
-        views = [self._result(r, baseline) for r in out]
-        if self.on_result and views:
-            assay = self._view(row)
-            for view in views:
-                self.on_result(assay, view)
-        return views
+        return [self._result(r, baseline) for r in out]
 
     def _records(self, pipeline: str, partition: str | None, start: int, end: int) -> list[str]:
         sql = "SELECT record FROM logs WHERE pipeline_name = ? AND time >= ? AND time < ?"
@@ -224,6 +219,17 @@ class AssayService:
             params.append(partition)
         with self.db.transaction() as tx:
             return [r["record"] for r in tx.all(sql, params)]
+
+    def readings(self) -> list[metrics.AssayReading]:
+        """Each assay's latest scored window per series, for Prometheus (opscenter/metrics.py)."""
+        with self.db.transaction() as tx:
+            rows = tx.all(
+                "SELECT a.name, a.pipeline_name, r.partition, r.score, r.alert FROM assay_results r"
+                " JOIN assays a ON a.id = r.assay_id WHERE r.score IS NOT NULL AND r.window_start ="
+                " (SELECT MAX(window_start) FROM assay_results l WHERE l.assay_id = r.assay_id"
+                " AND l.partition = r.partition AND l.score IS NOT NULL) ORDER BY a.name, r.partition")
+        return [metrics.AssayReading(r["name"], r["pipeline_name"], r["partition"], r["score"], bool(r["alert"]))
+                for r in rows]
 
     # ---- views -----------------------------------------------------------------------------------------
 
@@ -267,13 +273,16 @@ def _routes(service: AssayService, endpoint: Callable) -> Iterable[Route]:
 def attach(app, db: Database, endpoint: Callable) -> AssayService:
     """Add the assay API to `app` (admin calls made by `endpoint`, as the pipelines API's) and run the schedule
     for as long as the app runs."""
-    service = AssayService(db, lambda: app.state.clock(), on_result=_metrics_hook())
+    service = AssayService(db, lambda: app.state.clock())
     app.router.routes.extend(_routes(service, endpoint))
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(a):
         async with inner(a) as state:
+            # At start-up, not here: /metrics is installed after the routes (opscenter/app.py).
+            if hasattr(app.state, "metrics"):
+                metrics.register_assay_metrics(app, service.readings)
             service.start()
             try:
                 yield state
@@ -281,7 +290,3 @@ def attach(app, db: Database, endpoint: Callable) -> AssayService:
                 await run_in_threadpool(service.stop)
     app.router.lifespan_context = lifespan
     return service
-
-
-def _metrics_hook() -> Callable[[dict, dict], None] | None:
-    return None

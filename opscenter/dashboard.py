@@ -29,7 +29,7 @@ from opscenter.service import OpsService
 from opscenter.uisession import COOKIE, TTL_S, Sessions
 
 UI = "/ui"
-SILENT_AFTER_S = 15 * 60        # an enrolled edge not heard from for this long is shown `silent`
+SILENT_AFTER_S = 10 * 60        # an enrolled edge not heard from for this long is `silent` (JoeyEdgeSilent alike)
 RECENT_LOGS = 50
 MAX_FORM_BYTES = 4096
 HEADERS = {
@@ -47,7 +47,10 @@ def _when(t: str | float | None) -> str:
     """An ISO time or UNIX seconds as the pages show it, UTC to the second."""
     if t is None:
         return "—"
-    moment = datetime.fromisoformat(t) if isinstance(t, str) else datetime.fromtimestamp(t, UTC)
+    try:
+        moment = datetime.fromisoformat(t) if isinstance(t, str) else datetime.fromtimestamp(t, UTC)
+    except (ValueError, OverflowError, OSError):   # an edge's clock far off: show what it wrote
+        return str(t)
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -97,8 +100,9 @@ class Dashboard:
             p["publishes"] = [x for x in publishes if x["pipeline_name"] == p["name"]]
         assays = self.assays.list(None)["assays"]
         for a in assays:
-            a["latest"] = self.assays.results(models.AssayResults(id=a["id"], limit=len(a["partitions"] or [0])))[
-                "results"]
+            scored = [r for r in self.assays.results(models.AssayResults(id=a["id"]))["results"]
+                      if r["score"] is not None]
+            a["latest"] = sorted({r["partition"] or "": r for r in scored}.values(), key=lambda r: r["partition"] or "")
         return {"pipelines": pipelines, "edges": self.edges(), "assays": assays}
 
     def edge(self, name: str) -> dict:
@@ -117,7 +121,7 @@ class Dashboard:
         assay, results = got["assay"], got["results"]
         series: dict[str, list] = {}
         latest: dict[str, list[float]] = {"baseline": assay["bins"]["baseline"]}
-        for r in results:
+        for r in sorted(results, key=lambda r: r["partition"] or ""):
             name = r["partition"] or "all edges"
             series.setdefault(name, []).append((r["window_start"], r["score"], r["alert"]))
             if r["records"]:

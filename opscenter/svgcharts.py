@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 from markupsafe import Markup, escape
 
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f")
+ALERT = "#d62728"   # kept for alerts: no series is drawn in it
+PALETTE = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f", "#bcbd22")
 WIDTH, HEIGHT, PAD = 720, 260, 48
 
 
@@ -56,7 +57,7 @@ def score_chart(label: str, series: dict[str, list[tuple[int, float | None, bool
 
     body = _frame(0.0, y_max) + _legend(list(series))
     _, ty = xy(t0, threshold)
-    body.append(f'<line x1="{PAD}" y1="{ty:.1f}" x2="{WIDTH - 12}" y2="{ty:.1f}" stroke="#d62728" '
+    body.append(f'<line x1="{PAD}" y1="{ty:.1f}" x2="{WIDTH - 12}" y2="{ty:.1f}" stroke="{ALERT}" '
                 f'stroke-dasharray="6 4"/>')
     body.append(_text(WIDTH - 14, ty - 4, f"alert above {threshold:g}", "end"))
     for i, (name, rows) in enumerate(series.items()):
@@ -67,7 +68,7 @@ def score_chart(label: str, series: dict[str, list[tuple[int, float | None, bool
             if s is not None:
                 x, y = xy(t, s)
                 body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{4 if alert else 2.5}" '
-                            f'fill="{"#d62728" if alert else colour}"><title>{escape(name)} {_time(t)}: '
+                            f'fill="{ALERT if alert else colour}"><title>{escape(name)} {_time(t)}: '
                             f'{s:.4f}</title></circle>')
     body += [_text(PAD, HEIGHT - PAD + 16, _time(t0)), _text(WIDTH - 12, HEIGHT - PAD + 16, _time(t1), "end")]
     return _svg(label, body)

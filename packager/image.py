@@ -27,9 +27,12 @@ from importlib import resources
 from pathlib import Path
 
 from joey import __version__, envvars
+from joey.descriptor import Descriptor
 from joey.errors import JoeyError
 from joey.fsutil import write_atomic
-from joey.names import engine_image
+from joey.names import engine_image, parse
+from joey.registry import Registry
+from packager import sbom
 from packager.artifact import created_timestamp, git_provenance
 from packager.distwheel import build_project_wheel, source_checkout, wheel_inputs
 
@@ -64,15 +67,14 @@ MMDEBSTRAP_ARGS = (
 BASE_IMAGE = "localhost/bookworm-py:" + hashlib.sha256(
     "\n".join((*MMDEBSTRAP_ARGS, *DEBIAN_SOURCES)).encode()).hexdigest()[:12]
 
-# What the engine imports, directly or through the packager modules it shares: a subset of pyproject's
-# dependencies (the packager's Helm SDK, Jinja and chart tooling stay out of the image). onnx, pydantic and
-# pyyaml only because packager.bundle imports packager.spec (for one regex); rich because the registry
-# transfer draws a progress bar when stderr is a terminal (`docker run -t`).
+# What the engine imports, directly or through the kernel (joey/): a subset of pyproject's dependencies. The
+# packager's onnx, Helm SDK, Jinja, YAML and rich and the Ops center's httpx stay out of the image (the
+# import-linter contracts keep the engine off them); httptools and uvloop are the engine's HTTP parser and loop.
 # Versions are pinned to the ones installed where the image is built, so the image runs what the tests here
 # ran; the Dockerfile's import check fails the build when the engine starts needing something not listed.
 ENGINE_REQUIREMENTS = (
     "cryptography",
-    "httpx",
+    "httptools",
     "numpy",
     "onnxruntime",
     "oras",
@@ -81,9 +83,9 @@ ENGINE_REQUIREMENTS = (
     "pyarrow",
     "pydantic",
     "requests",
-    "rich",
     "starlette",
     "uvicorn",
+    "uvloop",
 )
 # Containers here cannot take podman's default ulimits (setrlimit fails): every podman call gets this.
 CONTAINERS_CONF = "[containers]\ndefault_ulimits = []\n"
@@ -110,8 +112,12 @@ def cache_dir() -> Path:
 
 
 def podman_env() -> dict[str, str]:
-    """The environment for podman: a containers.conf without default ulimits unless one is set already."""
+    """The environment for podman: a containers.conf without default ulimits unless one is set already, and no
+    DOCKER_CONFIG that holds no config.json (podman's push fails on it instead of using its own logins)."""
     env = dict(os.environ)
+    docker_config = env.get("DOCKER_CONFIG")
+    if docker_config and not (Path(docker_config) / "config.json").is_file():
+        del env["DOCKER_CONFIG"]
     if envvars.CONTAINERS_CONF not in env:
         conf = cache_dir() / "containers.conf"
         if not conf.exists() or conf.read_text() != CONTAINERS_CONF:
@@ -259,6 +265,8 @@ def build_engine_image(tag: str = DEFAULT_TAG, *, context_dir: Path | None = Non
                "--build-arg", f"REVISION={revision}", "--build-arg", f"CREATED={created}",
                "--tag", tag, "--file", str(context / "Dockerfile"), str(context))
     image_id = _image_id(tag)
+    # The image's SBOM, from the very wheels it installed; `push_engine_image` attaches it to the pushed image.
+    write_atomic(sbom_path(image_id), sbom.engine_sbom([context / "deps", context / "app"], tag, created))
     if previous and previous != image_id:
         # The tag moved on: drop the image it leaves behind (and its private layers) unless something still
         # uses it, so that repeated builds do not pile up untagged images.
@@ -266,6 +274,11 @@ def build_engine_image(tag: str = DEFAULT_TAG, *, context_dir: Path | None = Non
     log.info("image %s (%s, %.0f MB): built in %.1f s", tag, image_id[:12], image_size(tag) / 1e6,
              time.monotonic() - started)
     return f"sha256:{image_id}"
+
+
+def sbom_path(image_id: str) -> Path:
+    """Where the SBOM of the local image `image_id` waits to be pushed with it."""
+    return cache_dir() / "sboms" / f"{image_id.removeprefix('sha256:')}.cdx.json"
 
 
 def _image_id(ref: str) -> str | None:
@@ -292,7 +305,22 @@ def push_engine_image(tag: str, dest_ref: str, *, tls_verify: bool = False, cred
         podman("push", *args, tag, f"docker://{dest}")
         digest = digest_file.read_text().strip()
     log.info("pushed %s to %s@%s", tag, dest, digest)
+    image_id = _image_id(tag)
+    if image_id and sbom_path(image_id).is_file():
+        attach_image_sbom(dest, digest, sbom_path(image_id).read_bytes(), plain_http=not tls_verify, creds=creds)
+    else:
+        log.info("no SBOM for %s (built before SBOMs were made): none attached", tag)
     return digest
+
+
+def attach_image_sbom(dest_ref: str, digest: str, document: bytes, *, plain_http: bool,
+                      creds: str | None = None) -> str:
+    """Attach the CycloneDX `document` to the image `digest` pushed to `dest_ref`; the referrer's digest."""
+    ref = parse(dest_ref)
+    username, _, password = (creds or "").partition(":")
+    target = Registry(ref.host, plain_http=plain_http, username=username or None, password=password or None)
+    raw, media_type, _ = target.resolve(ref.repository, digest)
+    return sbom.attach_sbom(target, ref.repository, Descriptor(media_type, digest, len(raw)), document)
 
 
 if __name__ == "__main__":   # the older spelling of `packager image build|push`

@@ -160,7 +160,9 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
                                             username=username, password=password)
         record["commands"] = commands_for(record, upgrade=bool(replaced))
         if ops is not None:
-            _register(ops, record, cfg)
+            bundles = _register(ops, record, cfg)
+            if replaced:
+                record["commands"]["edges"] = edge_commands(record, bundles)
     except Exception as e:
         _record_failure(dest, repo, record, subject, e)
         raise
@@ -176,14 +178,16 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
 ERROR = "Error"   # the status of a publish that failed after its pipeline was pushed (the seeds' status values)
 
 
-def _register(ops, record: dict, cfg) -> None:
-    """Record the publish in the Ops center, which assigns its id and status."""
+def _register(ops, record: dict, cfg) -> dict[str, str]:
+    """Record the publish in the Ops center, which assigns its id and status; the EDGE_BUNDLE of each enrolled
+    edge attached to it (the edges that `replaces` moved here), by edge name."""
     # Ops registers the version's models as model configs (seed 003's model_config_ids).
     models = [{"name": s.name, "model_version": s.model_version, "sha256": s.model.sha256} for s in cfg.steps]
     answer = ops.publish({**record, "replaces": [r["id"] or r["pipeline_url"] for r in record["replaces"]],
                           "models": models})
     record.update(id=answer["id"], status=answer["status"], created_at=answer["created_at"],
                   updated_at=answer["updated_at"])
+    return answer.get("edge_bundles") or {}
 
 
 def _record_failure(dest: Destination, repo: str, record: dict, subject: Descriptor, e: Exception) -> None:
@@ -265,6 +269,19 @@ def commands_for(record: dict, *, edge_bundle: str | None = None, upgrade: bool 
                            oci_registry=registry_host(record["pipeline_url"]) or "",
                            chart=helm.get("chart"), chart_version=helm.get("version"), edge_bundle=edge_bundle,
                            upgrade=upgrade, plain_http=is_plain_http(record))
+
+
+def edge_commands(record: dict, bundles: dict[str, str]) -> dict[str, dict]:
+    """Per edge that a replacing publish moves (seed 004): its docker run, podman run and helm upgrade with the
+    bundle Ops made for it, whose JOIN_TOKEN is joey.bundle.REPLACE_PLACEHOLDER (the edge keeps its
+    credential), and the bundle itself."""
+    kept = ("docker_run", "podman_run", "helm_install")
+    out = {}
+    for edge, bundle in sorted(bundles.items()):
+        commands = commands_for(record, edge_bundle=bundle, upgrade=True)
+        out[edge] = {"edge_bundle": bundle} | {k: commands[k] for k in kept if k in commands} | \
+            {"notes": {k: v for k, v in commands["notes"].items() if k in kept}}
+    return out
 
 
 def is_plain_http(record: dict) -> bool:

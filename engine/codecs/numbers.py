@@ -50,59 +50,73 @@ def _with_upper_ties(arr: np.ndarray, text: pa.Buffer) -> pa.Buffer:
 
     Where a float32 lies exactly halfway between the two shortest decimal texts that read back as it, orjson
     and numpy print the even one (513264.625 -> 513264.62); a real engine's Ryu prints the one farther from
-    zero (513264.63). Ties are found from the bits (_upper_tie_digits), and the two texts differ in their last
-    digit only, which a tie's text ends with (positional, with decimals: see there): that byte is rewritten.
+    zero (513264.63). The two texts differ in their last digit only, which a tie's text ends with (positional,
+    with decimals: see _upper_digits), so that byte is rewritten.
     """
     if arr.dtype != np.float32 or arr.size == 0:
         return text
-    digits = _upper_tie_digits(arr.reshape(-1))
+    flat = arr.reshape(-1)
+    scaled = flat.astype(np.float64) * _GRID   # in float64 no value overflows; inf stays, nan is dropped here
+    candidates = np.flatnonzero(scaled == np.rint(scaled))
+    if not len(candidates):
+        return text
+    bits = flat[candidates].view(np.uint32)
+    if len(candidates) <= _FEW:
+        digits = np.array([_upper_digits(b, int.bit_length) for b in bits.tolist()], np.int64)
+    else:
+        digits = _upper_digits(bits.astype(np.int64), _bit_lengths)
     ties = np.flatnonzero(digits)
     if not len(ties):
         return text
     out = np.frombuffer(text, np.uint8).copy()
-    # A value's text ends where a `,` or `]` follows that does not close a row of a 2-D dump.
-    after = out[1:]
-    ends = np.flatnonzero(((after == ord(",")) | (after == ord("]"))) & (out[:-1] != ord("]")))
-    out[ends[ties]] = ord("0") + digits[ties]
+    # A value's text ends before a `,` or `]`, unless that is the `]` ending a row of a 2-D dump.
+    ends = np.flatnonzero((out == ord(",")) | (out == ord("]"))) - 1
+    ends = ends[out[ends] != ord("]")]
+    out[ends[candidates[ties]]] = ord("0") + digits[ties]
     return pa.py_buffer(out)
 
 
-_POW5 = 5 ** np.arange(14, dtype=np.int64)
+# Only a value with at most 13 binary decimals can be a tie (_upper_digits): x * 2**13 is whole. Up to _FEW
+# candidates Python's integers beat numpy's cost per call (1 value: 1 us against 20).
+_GRID = 2.0**13
+_FEW = 16
 
 
-def _upper_tie_digits(values: np.ndarray) -> np.ndarray:
-    """For each float32, the last digit of the upper shortest text where the value is a tie, else 0.
+def _bit_lengths(x: np.ndarray) -> np.ndarray:
+    """int.bit_length of each power of two in `x` (< 2**24, exact as float32), from its float exponent."""
+    return (x.astype(np.float32).view(np.int32) >> 23) - 126
 
-    A finite float32 is m_odd / 2**p exactly, N / 10**p with N = m_odd * 5**p ending in 5 (p >= 1): its exact
-    decimal has p decimals. A tie is a value whose shortest text has p - 1 decimals: both neighbours on that
-    grid, (N -/+ 5) / 10**p, read back as it, and neither neighbour on the p - 2 grid does. With everything
-    scaled by 2**(a+1) * 10**p (2**a: the lowest set bit of the 24-bit mantissa) half an ulp is 5**p (half that
-    below a power of two), so each test is on integers. A shortest text has at most 9 digits, so a tie has
-    N < 10**10, hence p <= 13 and |x| >= 2**-13 > 1e-4, |x| < 2**23: its text is positional with p - 1 >= 1
-    decimals (a p - 1 neighbour is 5 * 2**(a+1) >= 10 from x, under 5**p only from p = 2).
+
+def _upper_digits(bits, bit_length):
+    """The last digit of the upper shortest text of each float32 (bits: its IEEE bits, an int or an int64 array)
+    that is a tie, else 0 (a tie's upper text never ends in 0: it would be shorter). Written once for ints and
+    arrays; `bit_length` is int.bit_length or _bit_lengths.
+
+    A finite float32 is m_odd / 2**p exactly, N / 10**p with N = m_odd * 5**p ending in 5: its exact decimal has
+    p decimals. It is a tie when its shortest text has p - 1 decimals: both neighbours on that grid,
+    (N -/+ 5) / 10**p, read back as it and neither neighbour on the p - 2 grid does. Scaled by 2**(a+2) * 10**p
+    (2**a: the lowest set bit of the 24-bit mantissa) half an ulp is 2 * 5**p (half that below a power of
+    two), so each test is on integers. A shortest text has at most 9 digits, so N < 10**10: p <= 13, so
+    |x| >= 2**-13 > 1e-4, and x < 2**23; a p - 1 neighbour is 10 * 2**(a+1) >= 20 from x in these units,
+    within 2 * 5**p only from p = 2. So a tie prints positionally with p - 1 >= 1 decimals.
     """
-    bits = values.view(np.uint32).astype(np.int64)
     biased = (bits >> 23) & 0xFF
     fraction = bits & 0x7FFFFF
     mantissa = fraction | 0x800000
-    low = mantissa & -mantissa
-    a = np.frexp(low.astype(np.float64))[1] - 1
-    p = 150 - biased - a                              # value = (mantissa >> a) * 2**-p
-    candidate = (biased > 0) & (biased < 0xFF) & (p >= 2) & (p < len(_POW5))
-    out = np.zeros(len(values), np.int64)
-    if not candidate.any():
-        return out
-    idx = np.flatnonzero(candidate)
-    pow5 = _POW5[p[idx]]
-    n = (mantissa[idx] >> a[idx]) * pow5              # < 2**24 * 5**13 < 2**63
-    scale = 2 * 2 ** (a[idx] + 1)                     # twice the scale, so that half of 5**p stays whole
+    a = bit_length(mantissa & -mantissa) - 1
+    p = 150 - biased - a                                   # x = (mantissa >> a) / 2**p
+    valid = (p >= 2) & (p < len(_POW5)) & (biased < 0xFF)  # subnormals and zero have p >= 126
+    pow5 = np.take(_POW5, p, mode="clip")
+    n = (mantissa >> a) * pow5                             # < 2**24 * 5**13 < 2**63
+    scale = 4 << a
     above = 2 * pow5
-    below = np.where(fraction[idx] == 0, pow5, above)
+    below = above >> (fraction == 0)
     rest = n % 100
-    tie = ((n < 10**10) & (5 * scale < below)
-           & (rest * scale >= below) & ((100 - rest) * scale >= above))
-    out[idx[tie]] = (n[tie] + 5) // 10 % 10
-    return out
+    tie = valid & (5 * scale < below) & (rest * scale >= below) & ((100 - rest) * scale >= above)
+    return tie * (rest // 10 + 1)                          # N's tens digit + 1: no carry, as the upper never ends in 0
+
+
+_POW5 = 5 ** np.arange(14, dtype=np.int64)   # a table: numpy's integer power is slow
 
 
 _POSITIONAL_SMALL = r"^(?P<sign>-?)0\.(?P<zeros>0*)(?P<first>[1-9])(?P<rest>[0-9]*)$"
@@ -167,8 +181,8 @@ def py_float(x: np.floating) -> bytes:
     mantissa, _, exponent = sci.partition("e")
     if -4 <= int(exponent) < 16:
         text = np.format_float_positional(x, unique=True, trim="0").encode()
-        tie = _upper_tie_digits(np.array([x])) if isinstance(x, np.float32) else np.zeros(1, np.int64)
-        return text[:-1] + str(tie[0]).encode() if tie[0] else text
+        tie = _upper_digits(int(np.array(x).view(np.uint32)), int.bit_length) if x.dtype == np.float32 else 0
+        return text[:-1] + str(tie).encode() if tie else text
     return f"{mantissa.rstrip('.')}e{exponent}".encode()
 
 

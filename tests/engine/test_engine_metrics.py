@@ -14,7 +14,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.engine import ARROW_FILE, RECORDS, encode, features, publish_spec, start_engine, tensor_table
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "engine-api.md"
-OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +95,8 @@ def test_the_log_store_is_read_at_scrape_time(chained):
 def test_openmetrics_when_asked(chained):
     eng, _ = chained
     r = eng.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
-    assert r.headers["content-type"] == OPENMETRICS and r.text.endswith("# EOF\n")
+    assert r.headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert r.text.endswith("# EOF\n")
 
 
 def test_every_metric_is_documented(chained):

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 
 from engine.edge_client import EdgeClient
@@ -99,6 +100,9 @@ def test_the_shifted_edge_alerts_and_psi_matches_a_reference(ops, make_record, t
         assert r["bins"]["window"] == pytest.approx(window, abs=1e-12)
         assert abs(r["score"] - reference_psi(window, expected_baseline)) < 1e-9
         assert r["alert"] is (r["partition"] == "store-b")
+    scrape = httpx.get(f"{ops.url}/metrics").text
+    for edge, alert in (("store-a", 0), ("store-b", 1)):
+        assert f'joey_assay_alert{{assay="price-drift",partition="{edge}",pipeline="drift"}} {alert}.0' in scrape
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

@@ -74,16 +74,6 @@ def test_plain_http_helm_install_pulls_and_renders(example_models, write_spec, r
     assert env[envvars.PLAIN_HTTP] == "true"
 
 
-def test_tls_registry_commands_say_nothing_of_plain_http():
-    from joey.pipeline_config import EngineConfig
-    from packager.commands import render_commands
-
-    out = render_commands(pipeline_url="r.example.com/ns/pipelines/p:1", engine_url="r.example.com/ns/e:1",
-                          engine=EngineConfig(cpus=1, memory="1Gi"), oci_registry="r.example.com",
-                          chart="oci://r.example.com/ns/charts/p", chart_version="0.0.1-1")
-    assert not any("plain" in v.lower() for k, v in out.items() if k != "notes")
-
-
 def test_local_store_publish_prints_steps_that_work_from_there(example_models, write_spec, registry, tmp_path):
     out = subprocess.run([*CLI, "publish", str(write_spec(one_step())), "--json"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

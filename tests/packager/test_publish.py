@@ -139,13 +139,30 @@ def test_publish_uses_the_engine_image_already_in_the_registry(example_models, w
     assert second["engine_url"] == first["engine_url"]
 
 
-def test_publish_without_an_engine_image_stops_before_pushing(example_models, write_spec, registry, tmp_path,
-                                                              monkeypatch):
+@pytest.fixture()
+def own_podman_store(tmp_path, monkeypatch):
+    """podman with an image store of this test's own, and no image source configured."""
     monkeypatch.delenv("JOEY_ENGINE_IMAGE_SOURCE")
-    # podman with a store of this test's own: no image `packager image build` left behind
     storage = tmp_path / "storage.conf"
     storage.write_text(f'[storage]\ndriver = "vfs"\ngraphroot = "{tmp_path}/graph"\nrunroot = "{tmp_path}/run"\n')
     monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(storage))
+
+
+def test_publish_pushes_the_image_packager_image_build_left(example_models, write_spec, registry, tmp_path,
+                                                            own_podman_store):
+    from packager.image import DEFAULT_TAG, podman
+
+    layer = tmp_path / "rootfs.tar"
+    with tarfile.open(layer, "w") as tar:
+        tar.add(example_models["ccfraud-logreg"], arcname="placeholder")
+    podman("test image", "import", "--quiet", str(layer), DEFAULT_TAG)
+    rec = publish(write_spec(ONE), registry=f"{registry.host}/engpodman", plain_http=True)
+    named = f"{registry.host}/engpodman/engines/joey-engine:{__version__}"
+    assert rec["engine_url"] == f"{registry.host}/engpodman/engines/joey-engine@{_skopeo_digest(named)}"
+
+
+def test_publish_without_an_engine_image_stops_before_pushing(example_models, write_spec, registry,
+                                                              own_podman_store):
     with pytest.raises(EngineImageMissing) as e:
         publish(write_spec(ONE), registry=f"{registry.host}/engnone", plain_http=True)
     assert f"{registry.host}/engnone/engines/joey-engine:{__version__}" in str(e.value)
