@@ -11,6 +11,10 @@ before anything else is read: an unsigned pipeline, one signed by another key or
 signing is refused, and the engine keeps serving the last pipeline it verified with that key, or, without one,
 stays not ready and retries. `current` records the key a pipeline was verified with, so a cache filled without
 verification is never served in place of a verified one.
+
+A pipeline with no cosign signature at all is accepted when each of its models carries an OpenSSF model-signing
+signature by the key (joey.modelsig, attached to the model's ModelPack manifest): that covers the model files,
+not the pipeline's config (tensor fields, validations), which only a cosign signature covers (docs/signing.md).
 """
 from __future__ import annotations
 
@@ -27,10 +31,12 @@ import requests
 import urllib3
 
 from joey import annotations as ann
-from joey import envvars
+from joey import envvars, modelsig
+from joey import referrers as refs
 from joey.descriptor import Manifest, digest_of
 from joey.errors import BadArtifact, JoeyError, PlainHTTPRegistry, RegistryError, RegistryUnreachable
 from joey.fsutil import safe_join, write_atomic
+from joey.names import model_repository_beside
 from joey.pipeline_config import PipelineConfig
 from joey.signing import SignatureError, identity, verify
 from joey.transfer import config_blob, is_pipeline, open_target, pull_to_dir
@@ -166,7 +172,7 @@ def pull(settings: Settings) -> Fetched:
     if not is_pipeline(manifest):
         raise BadArtifact(settings.pipeline_url, f"artifactType {manifest.artifact_type!r} and config media "
                                                  f"type {manifest.config.media_type!r} are not a pipeline's")
-    verified_key = _verify(target, digest, settings)
+    verified_key = _verify(target, digest, manifest, settings)
     config = _cached(cache, digest)
     if config is not None:
         _log_models(config)
@@ -209,15 +215,43 @@ def _open(settings: Settings):
                        password=settings.password)
 
 
-def _verify(target, digest: str, settings: Settings) -> str | None:
+def _verify(target, digest: str, manifest: Manifest, settings: Settings) -> str | None:
     """With JOEY_VERIFY_KEY: check the signature of `digest` (raises SignatureError); the key's fingerprint."""
     key = settings.verify_key
     if key is None:
         return None
-    v = verify(target, settings.ref.repository, digest, key, docker_reference=identity(settings.ref),
-               what=settings.pipeline_url)
+    repo = settings.ref.repository
+    try:
+        v = verify(target, repo, digest, key, docker_reference=identity(settings.ref), what=settings.pipeline_url)
+    except SignatureError:
+        # A cosign signature that fails is never overruled by another form; without one, the models' own
+        # signatures may stand in, and when they do not, the cosign check's refusal is the one to report.
+        if _has_cosign_signature(target, repo, digest) or not _models_signed(target, manifest, settings):
+            raise
+        log.info("No cosign signature on %s (%s): its models' model-signing signatures verify with key %s",
+                 settings.pipeline_url, digest, key.fingerprint)
+        return key.fingerprint
     log.info("Verified the signature of %s (%s) with key %s", settings.pipeline_url, digest, v.key)
     return v.key
+
+
+def _has_cosign_signature(target, repository: str, digest: str) -> bool:
+    return any(r.artifact_type == refs.ARTIFACT_TYPES[refs.SIGNATURE] or
+               any(v.endswith(f".{refs.SIGNATURE}") for v in r.found_via)
+               for r in refs.find(target, repository, digest))
+
+
+def _models_signed(target, manifest: Manifest, settings: Settings) -> bool:
+    """Whether every model of the pipeline has a model-signing signature by the key over its file's sha256."""
+    repo, key = settings.ref.repository, settings.verify_key
+    config = _parse_config(config_blob(target, repo, manifest), settings.pipeline_url)
+    for step in config.steps:
+        bundles = modelsig.bundles(target, model_repository_beside(repo, step.name), step.modelpack_digest)
+        if not any(modelsig.signs_file(b, key, step.model.sha256) for b in bundles):
+            log.info("model %s has no model-signing signature by the key %s (%d found)", step.name,
+                     key.fingerprint, len(bundles))
+            return False
+    return bool(config.steps)
 
 
 def _cached(cache: PipelineCache, digest: str) -> PipelineConfig | None:

@@ -12,13 +12,19 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
+from collections.abc import Iterable, Iterator
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from prometheus_client import CollectorRegistry, disable_created_metrics
-from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily,
-                                    InfoMetricFamily, Metric)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -31,6 +37,7 @@ from joey import __version__
 from joey.errors import JoeyError
 
 if TYPE_CHECKING:   # engine.service builds EngineMetrics: importing it here would be a cycle
+    from engine.logstore import LogStore, StoreStats
     from engine.runtime import Pipeline
     from engine.service import Engine
 
@@ -61,7 +68,7 @@ class _Histogram:
     def family(self) -> HistogramMetricFamily:
         family = HistogramMetricFamily(self.name, self.text, labels=(self.label,))
         for key, counts in sorted(self.series.items()):
-            family.add_metric((key,), list(zip(_LE, accumulate(counts[:-1]))), counts[-1])
+            family.add_metric((key,), list(zip(_LE, accumulate(counts[:-1]), strict=True)), counts[-1])
         return family
 
 
@@ -102,7 +109,7 @@ class EngineMetrics(Collector):
             self._stage.observe("decode", decode_ns / 1e9)
             self._stage.observe("encode", encode_ns / 1e9)
             self._stage.observe("log_append", append_ns / 1e9)
-            for step, ns in zip(steps, elapsed):
+            for step, ns in zip(steps, elapsed, strict=False):   # no rows: no elapsed
                 self._step.observe(step.name, ns / 1e9)
             totals = self._totals
             totals["joey_engine_inference_rows"] += result.num_rows
@@ -111,19 +118,14 @@ class EngineMetrics(Collector):
 
     # ------------------------------------------------------------------------------------------ scraping
     def collect(self) -> Iterator[Metric]:
-        with self._lock:   # the families are built from copies, so requests wait only for the copying
-            requests, totals = dict(self._requests), dict(self._totals)
-            histograms = [_Histogram(h.name, h.text, h.label) for h in (self._latency, self._stage, self._step)]
-            for copy, h in zip(histograms, (self._latency, self._stage, self._step)):
-                copy.series = {k: list(v) for k, v in h.series.items()}
         family = CounterMetricFamily("joey_engine_http_requests", "HTTP requests answered, by route and status "
                                                                   "code.", labels=("route", "status"))
-        for labels, n in sorted(requests.items()):
-            family.add_metric(labels, n)
-        yield family
-        yield from (h.family() for h in histograms)
-        for name, text in COUNTERS.items():
-            yield CounterMetricFamily(name, text, value=totals[name])
+        with self._lock:   # a scrape builds a few dozen samples: requests wait that long, once a scrape
+            for labels, n in sorted(self._requests.items()):
+                family.add_metric(labels, n)
+            families = [family, *(h.family() for h in (self._latency, self._stage, self._step)),
+                        *(CounterMetricFamily(name, text, value=self._totals[name]) for name, text in COUNTERS.items())]
+        return iter(families)
 
     async def endpoint(self, request: Request) -> Response:
         """GET /metrics: the text format Prometheus asked for (OpenMetrics or the classic one)."""
@@ -180,15 +182,16 @@ class _StateCollector(Collector):
         info.add_metric([], {"pipeline": serving.pipeline.config.name if serving else "",
                              "version": serving.pipeline.config.version if serving else "",
                              "engine_version": __version__})
-        stats = engine.store.stats() if engine.store else None
+        store = engine.store
+        stats = store.stats() if store else None
         upload = engine.uploader.status() if engine.uploader else None
         update = engine.updater.status() if engine.updater else None
-        yield from [info, *_families(STORE, stats and {
+        yield from [info, *_families(STORE, None if store is None or stats is None else {
             "joey_engine_log_store_bytes": stats.bytes_stored,
             "joey_engine_log_store_records": stats.records_stored,
             "joey_engine_log_records_dropped": stats.records_dropped,
             "joey_engine_log_records_lost": stats.records_lost,
-            "joey_engine_log_oldest_unsent_age_seconds": self._oldest_age(engine, stats),
+            "joey_engine_log_oldest_unsent_age_seconds": self._oldest_age(store, stats),
         }), *_families(UPLOAD, upload and {
             "joey_engine_log_uploaded_records": upload["records_uploaded"],
             "joey_engine_log_uploaded_pages": upload["pages_uploaded"],
@@ -201,7 +204,7 @@ class _StateCollector(Collector):
             "joey_engine_last_checkin_timestamp_seconds": update["last_checkin_at"],
         })]
 
-    def _oldest_age(self, engine: Engine, stats) -> float:
+    def _oldest_age(self, store: LogStore, stats: StoreStats) -> float:
         """Seconds since the oldest record not yet acknowledged by Ops was inferred; 0 with none waiting. The
         record is read from disk only when the oldest one changed since the last scrape."""
         if stats.records_stored == 0:
@@ -210,7 +213,7 @@ class _StateCollector(Collector):
         known, oldest_ms = self._oldest
         if known != position:
             try:
-                page = engine.store.next_page(1)
+                page = store.next_page(1)
             except JoeyError:   # unreadable now: the next scrape tries again
                 return 0.0
             times = page.table.column("time") if page and "time" in page.table.column_names else None

@@ -250,11 +250,14 @@ def _listed(target: Target, repository: str, digest: str) -> list[dict] | None:
         raise
 
 
-def copy_referrers(src: Target, src_repo: str, dst: Target, dst_repo: str, digest: str) -> list[str]:
-    """Copy what is attached to `digest` (it must be in `dst` already) and list it there; the digests copied.
-    A referrer keeps the cosign tag it was found under."""
+def copy_referrers(src: Target, src_repo: str, dst: Target, dst_repo: str, digest: str, *,
+                   leave: tuple[str, ...] = ()) -> list[str]:
+    """Copy what is attached to `digest` (it must be in `dst` already), but referrers of the artifactTypes in
+    `leave`, and list it there; the digests copied. A referrer keeps the cosign tag it was found under."""
     out = []
     for r in find(src, src_repo, digest):
+        if r.artifact_type in leave:
+            continue
         tags = [v.removeprefix("tag ") for v in r.found_via if v.startswith("tag ")]
         copy(src, src_repo, r.digest, dst, dst_repo, tags[0] if tags else None)
         register(dst, dst_repo, src.resolve(src_repo, r.digest)[0])

@@ -102,10 +102,11 @@ class AssayService:
                                   (row["id"],))["t"]
                 windows = Windows(json.loads(row["spec"]))
                 self._compute(row, windows.first_from(last + 1) if last is not None else 0, None)
-            except JoeyError as e:
-                log.warning("assay %s: %s", row["name"], e.one_line())
+            except Exception as e:   # one assay's failure, even a bug, must not end the schedule of all
+                problem = e.one_line() if isinstance(e, JoeyError) else f"internal error: {type(e).__name__}: {e}"
+                log.warning("assay %s: %s", row["name"], problem, exc_info=not isinstance(e, JoeyError))
                 with contextlib.suppress(JoeyError), self.db.transaction() as tx:
-                    tx.execute("UPDATE assays SET last_error = ? WHERE id = ?", (e.one_line(), row["id"]))
+                    tx.execute("UPDATE assays SET last_error = ? WHERE id = ?", (problem, row["id"]))
 
     # ---- the API ---------------------------------------------------------------------------------------
 

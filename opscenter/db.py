@@ -1,7 +1,8 @@
 """One database layer for SQLite and PostgreSQL: the same SQL text, dict rows, one transaction per unit of work.
 
 SQL is written once with `?` placeholders and translated for psycopg; the few DDL differences are the
-`{ID}`/`{REAL}` slots filled per dialect. Connections are pooled because requests run on worker threads.
+`{ID}`/`{REAL}` slots filled per dialect, or a statement given per dialect ({"sqlite": ..., "postgresql": ...}).
+Connections are pooled because requests run on worker threads.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class Tx:
 
     def __init__(self, cursor, dialect: str):
         self._cur = cursor
+        self.dialect = dialect
         self._pg = dialect == "postgresql"
 
     def _run(self, sql: str, params: Sequence[Any]):
@@ -49,6 +51,11 @@ class Tx:
         if self._pg:
             sql = sql.replace("?", "%s")
         self._cur.executemany(sql, [tuple(r) for r in rows])
+
+    def copy_in(self, sql: str, data: bytes | memoryview) -> None:
+        """PostgreSQL only: `COPY ... FROM STDIN` fed `data` (text format) in one write."""
+        with self._cur.copy(sql) as copy:
+            copy.write(data)
 
 
 class Database:
@@ -142,10 +149,12 @@ class Database:
             return (sqlite3.OperationalError,)
         return (self._psycopg.OperationalError,)
 
-    def create_schema(self, statements: Sequence[str]) -> None:
+    def create_schema(self, statements: Sequence[str | dict[str, str]]) -> None:
         with self.transaction() as tx:
             for stmt in statements:
-                tx.execute(stmt.format(**_DDL_SLOTS[self.dialect]))
+                text = stmt.get(self.dialect) if isinstance(stmt, dict) else stmt
+                if text:
+                    tx.execute(text.format(**_DDL_SLOTS[self.dialect]))
 
     def close(self) -> None:
         while True:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
@@ -27,7 +28,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, get_route_path
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from joey import __version__
@@ -59,9 +60,9 @@ class AssayReading:
 @dataclass
 class _Snapshot:
     taken_at: float = float("-inf")   # time.monotonic() of the queries
-    edges: list[dict] = field(default_factory=list)
-    records: list[dict] = field(default_factory=list)
-    publishes: list[dict] = field(default_factory=list)
+    edges: list[dict[str, Any]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    publishes: list[dict[str, Any]] = field(default_factory=list)
     assays: list[AssayReading] = field(default_factory=list)
 
 
@@ -151,13 +152,13 @@ class OpsMetrics(Collector):
         yield from (score, alert)
 
 
-def _state(edge: dict) -> str:
+def _state(edge: dict[str, Any]) -> str:
     if edge["join_token_used_at"] is None:
         return "invited"
     return "enrolled" if edge["checked_in_at"] is None else "serving"
 
 
-def _update_failed(edge: dict) -> bool:
+def _update_failed(edge: dict[str, Any]) -> bool:
     return edge["last_update"] is not None and json.loads(edge["last_update"]).get("status") == "failed"
 
 
@@ -169,7 +170,7 @@ class _PageRejections:
         self.app, self.counter = app, counter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or get_route_path(scope) != _LOG_UPLOAD:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != _LOG_UPLOAD:
             await self.app(scope, receive, send)
             return
 

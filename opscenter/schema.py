@@ -1,4 +1,5 @@
-"""The Ops tables, created on start (IF NOT EXISTS). `{ID}`/`{REAL}` are filled per dialect by ops.db.
+"""The Ops tables, created on start (IF NOT EXISTS). `{ID}`/`{REAL}` are filled per dialect by opscenter.db; a
+statement given as {dialect: sql} runs on that dialect only.
 
 Times are UNIX seconds (float) from the app's clock; JSON documents are stored as text on both backends.
 """
@@ -80,7 +81,11 @@ STATEMENTS = (
         last_contact {REAL} NOT NULL)""",
     # Inference log records from edges. (edge_id, seq) is the upload's idempotency key: a page sent twice
     # lands once. edge_id (not the name) so an edge removed and added again starts a fresh sequence.
-    """CREATE TABLE IF NOT EXISTS logs (
+    # On PostgreSQL the table is partitioned by received_at, one partition per UTC day made on demand
+    # (opscenter/ingest.py), so old days go as whole partitions. A unique key there would have to include
+    # received_at, so (edge_id, seq) is kept unique by ingest itself, which serializes each edge's pages
+    # (an advisory lock) and writes only the seqs not yet stored; `id` comes from a sequence, ordering exports.
+    {"sqlite": """CREATE TABLE IF NOT EXISTS logs (
         id {ID},
         pipeline_name TEXT NOT NULL,
         edge_id TEXT NOT NULL,
@@ -90,6 +95,17 @@ STATEMENTS = (
         record TEXT NOT NULL,
         received_at {REAL} NOT NULL,
         UNIQUE (edge_id, seq))""",
+     "postgresql": "CREATE SEQUENCE IF NOT EXISTS logs_id_seq"},
+    {"postgresql": """CREATE TABLE IF NOT EXISTS logs (
+        id BIGINT NOT NULL DEFAULT nextval('logs_id_seq'),
+        pipeline_name TEXT NOT NULL,
+        edge_id TEXT NOT NULL,
+        partition TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        time BIGINT,
+        record TEXT NOT NULL,
+        received_at {REAL} NOT NULL) PARTITION BY RANGE (received_at)"""},
+    {"postgresql": "CREATE INDEX IF NOT EXISTS logs_by_edge_seq ON logs (edge_id, seq)"},
     "CREATE INDEX IF NOT EXISTS logs_by_pipeline ON logs (pipeline_name, id)",
     "CREATE INDEX IF NOT EXISTS logs_by_partition ON logs (pipeline_name, partition, id)",
     # What each edge last said it serves (check-in) and the outcome of its last in-line update (JSON).

@@ -1,5 +1,6 @@
-"""Air-gapped bundles: one OCI-layout tarball holding a publish — pipeline, record, chart and (when reachable)
-the engine image — and its restoration into another registry with every digest unchanged."""
+"""Air-gapped bundles: one OCI-layout tarball holding a publish — pipeline, record, chart, its models as
+ModelPack artifacts and (when reachable) the engine image, each with its referrers (signatures, provenance,
+SBOMs) — and its restoration into another registry with every digest unchanged and every referrer listed."""
 from __future__ import annotations
 
 import os
@@ -10,15 +11,18 @@ from pathlib import Path
 
 from joey import record as rec
 from joey import envvars, mediatypes
+from joey import referrers as refs
 from joey.descriptor import Descriptor, Manifest
-from joey.errors import ArchiveTooLarge, BadArtifact, ConfigError, JoeyError, UnsafePath
+from joey.errors import ArchiveTooLarge, BadArtifact, ConfigError, JoeyError, NotFound, UnsafePath
 from joey.fsutil import atomic_writer, safe_join
 from joey.layout import OCILayout
 from packager.publish import destination
 from joey.quantity import memory_bytes
-from joey.names import chart_repository, engine_repository, parse, pipeline_repository, record_tag, record_version
+from joey.names import (chart_repository, engine_repository, model_repository_beside, parse, pipeline_repository,
+                        record_tag, record_version)
+from joey.pipeline_config import PipelineConfig
 from joey.registry import Registry
-from joey.transfer import ProgressFactory, copy, no_progress, open_target
+from joey.transfer import ProgressFactory, Target, copy, no_progress, open_target, read_config
 
 
 # A compressed export (gzip, xz) of weights and layers shrinks little; far more expansion is a decompression bomb.
@@ -55,6 +59,9 @@ def export_publish(pipeline_ref: str, out: Path, *, store: Path | None = None, p
                                                     progress=progress).digest
         if local:
             result.refs[f"{repo}:{record_tag(ref.tag)}"] = _portable_record(layout, repo, ref.tag, record, src.root)
+        refs.register(layout, repo, layout.resolve(repo, record_tag(ref.tag))[0])
+        _with_referrers(src, ref.repository, layout, repo, result.refs[f"{repo}:{ref.tag}"])
+        _export_models(src, ref.repository, layout, repo, ref.tag, result, progress)
         helm = record.get("helm") or {}
         if helm.get("chart"):
             chart = parse(helm["chart"])
@@ -62,6 +69,7 @@ def export_publish(pipeline_ref: str, out: Path, *, store: Path | None = None, p
             crepo = chart_repository("", name)
             result.refs[f"{crepo}:{helm['version']}"] = copy(csrc, chart.repository, helm["version"], layout,
                                                              crepo, helm["version"], progress=progress).digest
+            _with_referrers(csrc, chart.repository, layout, crepo, result.refs[f"{crepo}:{helm['version']}"])
         engine = record.get("engine_url")
         if engine:
             try:
@@ -71,6 +79,7 @@ def export_publish(pipeline_ref: str, out: Path, *, store: Path | None = None, p
                 erepo = engine_repository("", eref.repository.rsplit("/", 1)[-1])
                 result.refs[f"{erepo}:{tag}"] = copy(esrc, eref.repository, eref.reference, layout, erepo, tag,
                                                       progress=progress).digest
+                _with_referrers(esrc, eref.repository, layout, erepo, result.refs[f"{erepo}:{tag}"])
             except JoeyError as e:
                 result.skipped[engine] = e.one_line()
         with atomic_writer(out) as f, tarfile.open(fileobj=f, mode="w") as tar:
@@ -85,6 +94,27 @@ def export_publish(pipeline_ref: str, out: Path, *, store: Path | None = None, p
                 else:
                     tar.addfile(info)
     return result
+
+
+def _with_referrers(src: Target, src_repo: str, dst: Target, dst_repo: str, digest: str) -> None:
+    """Carry along what is attached to `digest`, but records: each travels under its own tag (and a local
+    store's is rewritten on the way)."""
+    refs.copy_referrers(src, src_repo, dst, dst_repo, digest, leave=(rec.PUBLISH_RECORD,))
+
+
+def _export_models(src: Target, src_repo: str, layout: OCILayout, repo: str, version: str, result: Exported,
+                   progress: ProgressFactory) -> None:
+    """The publish's models as ModelPack artifacts, with their signatures; a publish older than them has none."""
+    _, config = read_config(layout, repo, version)
+    for step in PipelineConfig.from_bytes(config).steps:
+        src_models, models = model_repository_beside(src_repo, step.name), model_repository_beside(repo, step.name)
+        try:
+            digest = copy(src, src_models, step.model_version, layout, models, step.model_version,
+                          progress=progress).digest
+        except NotFound:
+            continue
+        result.refs[f"{models}:{step.model_version}"] = digest
+        _with_referrers(src, src_models, layout, models, digest)
 
 
 def _portable_record(layout: OCILayout, repo: str, version: str, record: dict, store: Path) -> str:
@@ -165,7 +195,13 @@ def import_bundle(tar_path: Path, registry: str, *, plain_http: bool = False,
                                                           e[0]))
         for name, _ in entries:
             repo, _, tag = name.rpartition(":")
+            if tag.startswith("sha256-"):
+                continue   # referrers tags and cosign's: carried with what they are about, below
             dest_repo = f"{dest.namespace}/{repo}" if dest.namespace else repo
-            out[dest.url(dest_repo, tag)] = copy(layout, repo, tag, dest.target, dest_repo, tag,
-                                                 progress=progress).digest
+            digest = copy(layout, repo, tag, dest.target, dest_repo, tag, progress=progress).digest
+            out[dest.url(dest_repo, tag)] = digest
+            if record_version(tag):
+                refs.register(dest.target, dest_repo, layout.resolve(repo, tag)[0])
+            else:
+                _with_referrers(layout, repo, dest.target, dest_repo, digest)
     return out

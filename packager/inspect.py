@@ -1,11 +1,12 @@
 """`packager inspect`: what an artifact holds — manifest, config, layers, sizes, model signatures — and what is
-attached to it (signatures, provenance, the publish record)."""
+attached to it (signatures, provenance, SBOMs, the publish record), with a summary of each SBOM."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 from joey import referrers
+from packager.sbom import read_sbom
 from joey.pipeline_config import PipelineConfig
 from joey.names import parse
 from joey.transfer import is_pipeline, open_target, read_config
@@ -25,6 +26,8 @@ def describe(ref_text: str, *, store: Path | None = None, plain_http: bool = Fal
         "size": len(manifest.raw) + manifest.config.size + sum(d.size for d in manifest.layers),
         "referrers": [r.to_json() for r in referrers.find(target, ref.repository, manifest.digest)],
     }
+    if any(r["kind"] == "sbom" for r in info["referrers"]):
+        info["sbom"] = _summary(read_sbom(target, ref.repository, manifest.digest))
     if is_pipeline(manifest):
         cfg = PipelineConfig.from_bytes(config_bytes)
         info["pipeline"] = cfg.to_json()
@@ -49,6 +52,8 @@ def render(info: dict) -> str:
             sig = lambda xs: ", ".join(f"{x['name']}: {x['type']}{x['shape']}" for x in xs)  # noqa: E731
             tf = f" tensor_fields={s['tensor_fields']}" if s.get("tensor_fields") else ""
             lines.append(f"    step {s['name']} (model version {s['model_version']}){tf}")
+            if s.get("modelpack_digest"):
+                lines.append(f"      ModelPack: models/{s['name']}:{s['model_version']} {s['modelpack_digest']}")
             lines.append(f"      inputs:  {sig(s['inputs'])}")
             lines.append(f"      outputs: {sig(s['outputs'])}")
         if p.get("validations"):
@@ -57,7 +62,27 @@ def render(info: dict) -> str:
     lines.append("  referrers:" if info["referrers"] else "  referrers: none (unsigned, no provenance)")
     for r in info["referrers"]:
         lines.append(f"    {r['kind']:<10}  {r['digest']}  {r['artifactType']}  (via {', '.join(r['found_via'])})")
+    if sbom := info.get("sbom"):
+        lines.append(f"  sbom: {sbom['format']} {sbom['specVersion']}, {len(sbom['components'])} components")
+        for c in sbom["components"]:
+            lines.append(f"    {c['type']:<22}  {c['name']} {c['version']}  {c['detail']}")
     return "\n".join(lines)
+
+
+def _summary(doc: dict | None) -> dict | None:
+    """What `inspect` shows of a CycloneDX document: each component's type, name, version and its licences
+    (a library) or sha256 (a model)."""
+    if doc is None:
+        return None
+    components = []
+    for c in doc.get("components") or []:
+        licences = [x.get("expression") or (x.get("license") or {}).get("id") or (x.get("license") or {}).get("name")
+                    for x in c.get("licenses") or []]
+        hashes = [h["content"] for h in c.get("hashes") or [] if h.get("alg") == "SHA-256"]
+        detail = " AND ".join(filter(None, licences)) if licences else (f"sha256:{hashes[0]}" if hashes else "")
+        components.append({"type": c.get("type"), "name": c.get("name"), "version": c.get("version"),
+                           "detail": detail})
+    return {"format": doc.get("bomFormat"), "specVersion": doc.get("specVersion"), "components": components}
 
 
 def _size(n: int) -> str:

@@ -13,7 +13,7 @@ from joey import mediatypes
 from joey.descriptor import Descriptor, digest_of
 from joey.errors import BadArtifact
 from joey.modelpack import model_manifest
-from joey.names import model_repository
+from joey.names import model_repository_beside
 from joey.pipeline_config import PipelineConfig, StepConfig
 from joey.transfer import Target
 
@@ -29,18 +29,19 @@ class PushedModel:
         return dict(self.__dict__)
 
 
-def push_models(target: Target, namespace: str, pipeline_repo: str, cfg: PipelineConfig) -> list[PushedModel]:
-    """Push the ModelPack artifact of every step of `cfg`, whose pipeline is already in `pipeline_repo`."""
-    return [push_model(target, namespace, pipeline_repo, step) for step in cfg.steps]
+def push_models(target: Target, pipeline_repo: str, cfg: PipelineConfig) -> list[PushedModel]:
+    """Push the ModelPack artifact of every step of `cfg`, whose pipeline is already in `pipeline_repo`, to the
+    models repositories of the same namespace."""
+    return [push_model(target, pipeline_repo, step) for step in cfg.steps]
 
 
-def push_model(target: Target, namespace: str, pipeline_repo: str, step: StepConfig) -> PushedModel:
+def push_model(target: Target, pipeline_repo: str, step: StepConfig) -> PushedModel:
     raw, config, layer = model_manifest(step.name, step.model_version, step.model.sha256, step.model.size,
                                         step.file, step.framework)
     if digest_of(raw) != step.modelpack_digest:   # one builder: a mismatch is a bug, not bad input
         raise BadArtifact(pipeline_repo, f"step {step.name}: ModelPack manifest {digest_of(raw)} is not the "
                                          f"{step.modelpack_digest} its pipeline config names")
-    repo = model_repository(namespace, step.name)
+    repo = model_repository_beside(pipeline_repo, step.name)
     if not target.blob_exists(repo, layer.digest):
         mount = getattr(target, "mount_blob", None)
         if mount is None or not mount(repo, layer.digest, pipeline_repo):

@@ -26,7 +26,8 @@ import yaml
 from joey import __version__, envvars, mediatypes
 from joey import annotations as ann
 
-from packager import provenance, signing
+from joey import referrers as refs
+from packager import modelpack, provenance, sbom, signing
 from joey import record as rec
 from packager.artifact import build_artifact
 from packager.build import ArtifactSource
@@ -120,6 +121,8 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
         engine_url = ensure_engine_image(dest, engine_url, source=engine_image_source, username=username,
                                          password=password, progress=progress)
     copy(src, src.repository, cfg.version, dest.target, repo, cfg.version, progress=progress)
+    modelpack.push_models(dest.target, repo, cfg)   # the models as ModelPack artifacts too
+    model_files = {s.digest: p for s, p in zip(cfg.steps, loaded.model_paths)}
     pipeline_url = dest.url(repo, cfg.version)
     pipeline_ref = Ref(repository=repo, tag=cfg.version, host=dest.host, layout=dest.layout)
     replaced = [_replaced(r, dest, ops) for r in (replaces or [])]
@@ -129,7 +132,7 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
         bool(previous.get("helm")) == with_chart
     if same and (ops is None or previous.get("id") is not None):
         if key:   # the same publish, signed now (or again)
-            signing.sign_publish(dest.target, pipeline_ref, key)
+            signing.sign_publish(dest.target, pipeline_ref, key, model_files=model_files)
         return previous  # republishing unchanged content is the same publish: nothing to upload
 
     now = _now()
@@ -170,8 +173,10 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
     stmt = provenance.statement(loaded, artifact, identity(pipeline_ref), started=started,
                                 finished=datetime.now(timezone.utc))
     provenance.attach_provenance(dest.target, repo, subject, stmt, key)
+    created = json.loads(artifact.manifest)["annotations"][ann.CREATED]
+    sbom.attach_sbom(dest.target, repo, subject, sbom.pipeline_sbom(cfg, artifact.digest, created))
     if key:
-        signing.sign_publish(dest.target, pipeline_ref, key)
+        signing.sign_publish(dest.target, pipeline_ref, key, model_files=model_files)
     return record
 
 
@@ -319,6 +324,7 @@ def store_record(dest: Destination, repo: str, record: dict, subject: Descriptor
     for desc, data in ((empty, b"{}"), (layer, blob)):
         dest.target.write_blob(repo, desc, io.BytesIO(data))
     dest.target.write_manifest(repo, record_tag(record["pipeline_version"]), manifest, mediatypes.OCI_MANIFEST)
+    refs.register(dest.target, repo, manifest)   # a referrer of the pipeline, listed for OCI tools
 
 
 def _existing_record(dest: Destination, repo: str, version: str) -> dict | None:

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-
-from opscenter.metrics import METRICS_TOKEN
 from support.e2e import ENGINE_ENV, dataset, infer_all
 from support.engine import start_engine
 from support.procs import free_port, start, stop, wait_for, wait_http
+
+from opscenter.metrics import METRICS_TOKEN
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "joey-alerts.yml"
 SCRAPE_TOKEN = "scrape-token-for-the-e2e-test"

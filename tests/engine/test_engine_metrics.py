@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
 from support.engine import ARROW_FILE, RECORDS, encode, features, publish_spec, start_engine, tensor_table
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "engine-api.md"

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from support.specs import one_step
 
 from joey.fsutil import write_atomic
 from joey.layout import OCILayout
@@ -19,7 +20,6 @@ from joey.names import parse
 from joey.transfer import pull_to_dir
 from packager.airgap import export_publish
 from packager.publish import publish
-from support.specs import one_step
 
 
 @pytest.fixture()

@@ -27,7 +27,8 @@ def test_every_dependency_is_pinned_at_its_lower_bound():
     assert set(pinned) == set(declared)
     for name, req in declared.items():
         lower = [s.version for s in req.specifier if s.operator == ">="]
-        assert [Version(v) for v in lower] == [Version(pinned[name])], f"{name}: pyproject says {req.specifier}, constraints pin {pinned[name]}"
+        assert [Version(v) for v in lower] == [Version(pinned[name])], \
+            f"{name}: pyproject says {req.specifier}, constraints pin {pinned[name]}"
 
 
 def test_bounds_that_are_known_to_matter():

@@ -90,8 +90,9 @@ def test_the_shifted_edge_alerts_and_psi_matches_a_reference(ops, make_record, t
     assert assay["bins"]["baseline"] == pytest.approx(expected_baseline, abs=1e-12)
     assert sorted((r["partition"], r["window_start"]) for r in ran) == sorted(
         (p, T0 + w * HOUR_MS) for p in ("store-a", "store-b") for w in range(3))
-    assert sorted(ran, key=lambda r: (r["partition"], r["window_start"])) == sorted(
-        stored, key=lambda r: (r["partition"], r["window_start"]))
+    # The schedule (woken by create) may compute the same windows again meanwhile: all but computed_at agree.
+    assert sorted(({**r, "computed_at": None} for r in ran), key=lambda r: (r["partition"], r["window_start"])) \
+        == sorted(({**r, "computed_at": None} for r in stored), key=lambda r: (r["partition"], r["window_start"]))
     fed = {"store-a": same, "store-b": shifted}
     for r in ran:
         values = fed[r["partition"]][(r["window_start"] - T0) // HOUR_MS]

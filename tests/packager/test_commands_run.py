@@ -12,12 +12,12 @@ import tarfile
 
 import helm_python
 import yaml
+from support.procs import free_port, start, stop, wait_for, wait_http
+from support.specs import one_step
 
 from joey import envvars
 from packager.airgap import export_publish
 from packager.publish import publish
-from support.procs import free_port, start, stop, wait_for, wait_http
-from support.specs import one_step
 
 CLI = [sys.executable, "-m", "packager.cli"]
 

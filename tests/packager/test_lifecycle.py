@@ -9,14 +9,14 @@ import subprocess
 import sys
 
 import pytest
+from support.ops import start_ops
+from support.specs import one_step
 
 from joey import record as rec
 from joey.errors import ConfigError
 from joey.names import record_tag
 from joey.registry import Registry
 from packager.publish import publish, publishes
-from support.ops import start_ops
-from support.specs import one_step
 
 SECRET = "glpat-Zx81SECRETtoken"
 
@@ -47,8 +47,9 @@ def test_republishing_unchanged_content_with_ops_registers_it(example_models, wr
     (listed,) = publishes("edge-pipeline", registry=f"{registry.host}/late-ops", plain_http=True)
     assert listed["id"] == again["id"]
     env = {**os.environ, "JOEY_OPS_URL": ops.url, "JOEY_OPS_TOKEN": ops.token}
-    out = subprocess.run([sys.executable, "-m", "packager.cli", "edge", "add", f"edge-pipeline:{first['pipeline_version']}",
-                          "edge-1", "--json"], capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-m", "packager.cli", "edge", "add",
+                          f"edge-pipeline:{first['pipeline_version']}", "edge-1", "--json"],
+                         capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["id"] == again["id"]
 
