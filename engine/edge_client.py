@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import requests
 
 from joey.bundle import REPLACE_PLACEHOLDER, EdgeBundle
 from joey.errors import JoeyError, error_answer
 from joey.fsutil import write_atomic
+from joey.opswire import LOG_PAGE_MEDIA_TYPE
 
 log = logging.getLogger("joey.engine")
 CREDENTIAL_FILE = Path("edge") / "credential.json"
@@ -157,6 +159,13 @@ class EdgeClient:
         body = page_body(cred.edge, seq_start, seq_end, records)
         self._post("upload logs", "/logs", body, cred.credential)
 
+    def upload_arrow(self, seq_start: int, seq_end: int, table: pa.Table) -> None:
+        """upload_page with the records as the log store keeps them (one row each): sent as an Arrow IPC
+        stream, which Ops turns into records column by column."""
+        cred = self.ensure_enrolled()
+        self._post("upload logs", "/logs", arrow_page_body(cred.edge, seq_start, seq_end, table), cred.credential,
+                   LOG_PAGE_MEDIA_TYPE)
+
     def checkin(self, serving: dict[str, Any]) -> dict[str, Any]:
         """Say what this edge serves; Ops answers with the publish it should run (`pipeline_url`, ...)."""
         cred = self.ensure_enrolled()
@@ -168,8 +177,9 @@ class EdgeClient:
         self._post("report an update", "/update_status",
                    to_json({"edge": cred.edge, **outcome, "serving": serving}), cred.credential)
 
-    def _post(self, action: str, path: str, payload: bytes, bearer: str | None) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json"}
+    def _post(self, action: str, path: str, payload: bytes, bearer: str | None,
+              media_type: str = "application/json") -> dict[str, Any]:
+        headers = {"Content-Type": media_type}
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
         try:
@@ -193,6 +203,17 @@ def page_body(edge: str, seq_start: int, seq_end: int, records: Sequence[bytes])
     """The JSON of a log page (joey.opswire.LogPage) around records encoded by `to_json`."""
     head = to_json({"edge": edge, "seq_start": seq_start, "seq_end": seq_end})[:-1]
     return b"".join((head, b',"records":[', b",".join(records), b"]}"))
+
+
+def arrow_page_body(edge: str, seq_start: int, seq_end: int, table: pa.Table) -> bytes:
+    """The Arrow IPC stream of a log page: the table's columns, the page's edge and seq range (inclusive) in the
+    schema's metadata (joey.opswire.ARROW_PAGE_KEYS)."""
+    meta = {"joey.edge": edge, "joey.seq_start": str(seq_start), "joey.seq_end": str(seq_end)}
+    table = table.replace_schema_metadata(meta)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
 
 
 def _retry_after(r: requests.Response) -> float | None:

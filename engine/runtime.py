@@ -7,6 +7,7 @@ Arrow answer are all that one table.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +20,15 @@ from onnxruntime.capi.onnxruntime_pybind11_state import RuntimeException as OrtR
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine import providers
 from joey import validations
 from joey.errors import BadArtifact
 from joey.pipeline_config import PipelineConfig, StepConfig, TensorSig
 
 from joey.errors import (BadColumn, InferenceFailed, MissingColumn, NonNumeric, NullValues, RaggedColumn, UnboundInputs,
                          ValueOutOfRange, WrongWidth)
+
+log = logging.getLogger("engine")
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,12 @@ class Pipeline:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self.steps = tuple(_load_step(s, directory, options, config) for s in config.steps)
+        asked = providers.requested(config.name, config.engine, ort.get_available_providers())
+        self.steps = tuple(_load_step(s, directory, options, config, asked) for s in config.steps)
+        got = [p for step in self.steps for p in step.session.get_providers()]
+        providers.confirm(config.name, config.engine, asked, got)
+        log.info("Pipeline %s: onnxruntime execution providers %s (accel %s)", config.name,
+                 ", ".join(dict.fromkeys(got)), config.engine.accel)
         try:
             self.validations = tuple(validations.parse(n, e) for n, e in config.validations.items())
         except validations.ValidationSyntaxError as e:
@@ -129,9 +138,10 @@ class Pipeline:
         return pa.table(columns)
 
 
-def _load_step(step: StepConfig, directory: Path, options: ort.SessionOptions, config: PipelineConfig) -> Step:
+def _load_step(step: StepConfig, directory: Path, options: ort.SessionOptions, config: PipelineConfig,
+               asked: list[str]) -> Step:
     try:
-        session = ort.InferenceSession(str(directory / step.file), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(directory / step.file), options, providers=asked)
     except Exception as e:  # onnxruntime raises its own unrelated types for a bad model
         raise BadArtifact(config.name, f"onnxruntime cannot load model {step.name!r}: {e}") from None
     inputs = tuple(TensorSig(i.name, _onnx_dtype(i.type), tuple(i.shape)) for i in session.get_inputs())

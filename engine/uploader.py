@@ -5,10 +5,11 @@ PERSIST_DIR if there is one, else the bundle's join token, once), then: take the
 the LogStore, send it, and acknowledge it locally only after Ops has answered. Nothing here ever delays or
 fails an inference: while Ops is away the records wait in the store, within LOCAL_INFERENCE_STORAGE.
 
-A page holds at most PLATEAU_PAGE_SIZE records and at most joey.opswire.MAX_PAGE_BYTES of JSON, the most Ops
-takes in one upload: a store page that would be larger is sent as its longest prefix that fits. A single
-record larger than any page can be is set aside (below) and counted as `records_too_large`; the records after
-it go on as usual.
+A page is sent as an Arrow IPC stream of the store's own table (no record is turned into JSON on the edge; Ops
+does that column by column). It holds at most PLATEAU_PAGE_SIZE records and at most joey.opswire.MAX_PAGE_BYTES
+of Arrow, the most Ops takes in one upload: a store page that would be larger is sent as a prefix that fits
+(halved until it does). A single record larger than any page can be is set aside (below) and counted as
+`records_too_large`; the records after it go on as usual.
 
 - OpsRetryable (Ops unreachable, timeout, 429, 5xx): the same page again after a capped exponential backoff
   with jitter, never sooner than Ops' Retry-After. Ops stores each (edge, seq) once, so a resent page
@@ -32,12 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from engine.codecs import PANDAS_RECORDS, encode
-from engine.edge_client import DEFAULT_TIMEOUT_S, EdgeClient, OpsRejected, OpsRetryable, page_body, to_json
+from engine.edge_client import DEFAULT_TIMEOUT_S, EdgeClient, OpsRejected, OpsRetryable, arrow_page_body
 from engine.logstore import LogStore, Page
 from engine.settings import Settings
 from engine.worker import IDLE, Backoff, Worker
@@ -54,9 +53,6 @@ RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 30.0
 # A refused enrollment (token already used, no credential on the volume) cannot succeed by retrying soon.
 REFUSED_RETRY_S = 3600.0
-# Records are turned into JSON a slice of about this much Arrow data at a time, so that a page of huge records
-# never sits in memory as JSON all at once.
-ENCODE_SLICE_BYTES = 4 * 2**20
 REJECTED_DIR = "rejected"
 _REJECTED_NAME = re.compile(r"(\d{20})-(\d{20})\.arrow")
 
@@ -68,11 +64,11 @@ _KEEP = object()
 
 @dataclass(frozen=True)
 class Batch:
-    """What one upload sends: records page.seq_start..page.seq_end-1, encoded; `too_large`: a single record
-    beyond MAX_PAGE_BYTES, which is set aside instead."""
+    """What one upload sends: records page.seq_start..page.seq_end-1 as the Arrow body; `too_large`: a single
+    record beyond MAX_PAGE_BYTES, which is set aside instead."""
 
     page: Page
-    records: list[bytes]
+    body: bytes
     too_large: bool = False
 
 
@@ -200,19 +196,16 @@ class Uploader:
 
     # ------------------------------------------------------------------------------------------- paging
     def _fit(self, page: Page) -> Batch:
-        """The longest prefix of `page` whose upload body stays within MAX_PAGE_BYTES; a first record that
-        alone is larger is a batch of its own, to be set aside."""
-        room = MAX_PAGE_BYTES - len(page_body(self.edge, page.seq_start, page.seq_end - 1, ()))
-        records: list[bytes] = []
-        used = -1   # n records take n-1 commas
-        for record in _records(page.table):
-            used += len(record) + 1
-            if used > room:
-                if not records:
-                    return Batch(_head(page, 1), [], too_large=True)
-                break
-            records.append(record)
-        return Batch(_head(page, len(records)), records)
+        """The page, or the longest halving of it whose upload body stays within MAX_PAGE_BYTES; a first record
+        that alone is larger is a batch of its own, to be set aside."""
+        while True:
+            body = arrow_page_body(self.edge, page.seq_start, page.seq_end - 1, page.table)
+            if len(body) <= MAX_PAGE_BYTES:
+                return Batch(page, body)
+            n = page.seq_end - page.seq_start
+            if n == 1:
+                return Batch(page, b"", too_large=True)
+            page = _head(page, n // 2)
 
     def _attempt(self, batch: Batch) -> tuple[bool, float]:
         """One try at a batch: whether it is done with, and how long to pause before the next request."""
@@ -221,7 +214,7 @@ class Uploader:
         if batch.too_large:
             return self._too_large(page)
         try:
-            self.client.upload_encoded(page.seq_start, last, batch.records)
+            self.client.upload_arrow(page.seq_start, last, batch.body)
             self.store.ack(page.seq_end)
         except OpsRetryable as e:
             delay = self._backoff.delay(self._failures, e.retry_after)
@@ -257,7 +250,7 @@ class Uploader:
 
     def _too_large(self, page: Page) -> tuple[bool, float]:
         """A record no upload can carry: set aside and counted, and the next records follow at once."""
-        reason = f"record {page.seq_start} is more than {MAX_PAGE_BYTES} bytes as JSON, the most one upload holds"
+        reason = f"record {page.seq_start} is more than {MAX_PAGE_BYTES} bytes as Arrow, the most one upload holds"
         if not self._put_aside(page, reason, delay := self._backoff.delay(self._failures)):
             return False, delay
         self._count(records_too_large=1)
@@ -331,15 +324,6 @@ class Uploader:
         with self._lock:
             for key, n in deltas.items():
                 self._counts[key] += n
-
-
-def _records(table: pa.Table) -> Iterator[bytes]:
-    """Each row of `table` as the JSON record Ops receives (pandas-records, then `to_json`), a slice of about
-    ENCODE_SLICE_BYTES at a time."""
-    step = max(1, ENCODE_SLICE_BYTES * table.num_rows // max(1, table.nbytes))
-    for start in range(0, table.num_rows, step):
-        for row in orjson.loads(encode(table.slice(start, step), PANDAS_RECORDS)):
-            yield to_json(row)
 
 
 def _head(page: Page, n: int) -> Page:

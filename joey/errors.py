@@ -377,6 +377,15 @@ class Unavailable(OpsError):
     http_status = 503
 
 
+class ObjectStoreUnavailable(Unavailable):
+    """Ops' object store (the Parquet log archive) refused or failed a read or write: worth retrying."""
+
+    def __init__(self, action: str, url: str, cause: str):
+        super().__init__(f"object store: cannot {action} {url}: {cause}",
+                         hint="check JOEY_OPS_S3_ENDPOINT, JOEY_OPS_S3_BUCKET and the credentials joey-ops runs "
+                              "with (docs/ops.md, \"Logs in object storage\")")
+
+
 class OpsUnreachable(JoeyError):
     exit_code = 8
     http_status = 502

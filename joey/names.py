@@ -10,8 +10,10 @@
 - publish record tag:     publish-<pipeline version>                    — `record_tag` / `record_version`
 - chart:                  oci://HOST/NS/charts/NAME, version 0.0.1-<pipeline version>, reference
   HOST/NS/charts@sha256:... — `chart_url`, `chart_version` / `chart_pipeline_version`, `chart_reference`
-- engine image:           HOST/NS/engines/joey-engine:<version>, localhost/joey-engine:<version> when local —
-  `engine_image`; any image reference splits into repository, tag and digest with `image_parts`
+- engine image:           HOST/NS/engines/joey-engine:<version>[-<variant>], localhost/joey-engine:... when
+  local, the variant naming a non-default platform and accelerator (`-arm64`, `-cuda`, `-arm64-cuda`) —
+  `engine_image` (`image_platform` of a spec's arch); any image reference splits into repository, tag and
+  digest with `image_parts`
 - host:                   localhost, a dotted name, NAME:PORT or [IPv6][:PORT], each with an optional port —
   docker's rule for telling a registry host from a first path component: `is_host`, `registry_target`,
   `registry_host` (of a reference)
@@ -246,11 +248,36 @@ def chart_reference(digest: str, *, host: str | None = None, namespace: str = ""
 
 # ---------------------------------------------------------------- the engine image
 
-def engine_image(version: str, *, host: str | None = None, namespace: str = "") -> str:
-    """HOST/NS/engines/joey-engine:VERSION in a registry; localhost/joey-engine:VERSION as built locally."""
+# A spec's `arch` (the seeds' x86/arm) or an image platform's architecture -> the image platform's.
+_PLATFORMS = {"x86": "amd64", "amd64": "amd64", "arm": "arm64", "arm64": "arm64"}
+DEFAULT_PLATFORM, DEFAULT_ACCEL = "amd64", "none"
+
+
+def image_platform(arch: str) -> str:
+    """linux/ARCH's ARCH for a spec's arch (x86 -> amd64, arm -> arm64) or an image platform's own name."""
+    try:
+        return _PLATFORMS[arch]
+    except KeyError:
+        raise ReferenceError_(f"arch {arch!r}: expected one of {', '.join(_PLATFORMS)}") from None
+
+
+def engine_image(version: str, *, host: str | None = None, namespace: str = "", arch: str = DEFAULT_PLATFORM,
+                 accel: str = DEFAULT_ACCEL) -> str:
+    """HOST/NS/engines/joey-engine:VERSION in a registry; localhost/joey-engine:VERSION as built locally. The
+    tag names the variant for another platform or an accelerator: VERSION-arm64, VERSION-cuda, VERSION-arm64-cuda
+    (`arch` a spec's or a platform's name)."""
+    platform = image_platform(arch)
+    tag = "-".join([version] + ([platform] if platform != DEFAULT_PLATFORM else [])
+                   + ([accel] if accel != DEFAULT_ACCEL else []))
     if host is None:
-        return f"{LOCAL_HOST}/{ENGINE_NAME}:{version}"
-    return str(Ref(repository=engine_repository(namespace), tag=version, host=host))
+        return f"{LOCAL_HOST}/{ENGINE_NAME}:{tag}"
+    return str(Ref(repository=engine_repository(namespace), tag=tag, host=host))
+
+
+def local_engine_image(registry_image: str) -> str:
+    """The local build an engine image in a registry is pushed from: localhost/joey-engine with the same tag
+    (so the same variant)."""
+    return f"{LOCAL_HOST}/{ENGINE_NAME}:{parse(registry_image).tag}"
 
 
 def image_parts(image: str) -> tuple[str, str | None, str | None]:

@@ -13,6 +13,11 @@ from joey.errors import BadRequest
 MAX_TAGS = 32
 MAX_PAGE_RECORDS = 10_000
 MAX_EXPORT_PAGE = 10_000
+# A log page may also come as an Arrow IPC stream of the log store's flat columns (docs/ops.md, "Ingest"); the
+# page's edge and seq range (inclusive, as in LogPage) are these keys of the schema's metadata.
+LOG_PAGE_MEDIA_TYPE = "application/vnd.apache.arrow.stream"
+ARROW_PAGE_KEYS = ("joey.edge", "joey.seq_start", "joey.seq_end")
+MAX_PAGE_COLUMNS = 1024
 # Body limits, per route (Ops answers 413 beyond them without reading further). Each is far above the largest body
 # its model accepts, even with every character \u-escaped; parsing costs up to ~27x the body (docs/reliability.md).
 MAX_PAGE_BYTES = 8 * 2**20        # one /edge/logs body: a page of records as the uploader sends it

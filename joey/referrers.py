@@ -44,7 +44,7 @@ MAX_LAYER = 4 * 2**20   # a signature payload, an attestation or an SBOM is a fe
 MAX_INDEX = 4 * 2**20
 # Without a conditional PUT, a writer learns it lost a race only by reading again: it waits a moment (jittered,
 # so two racing writers drift apart), looks for its entry and writes again when it is gone.
-INDEX_ATTEMPTS = 8
+INDEX_ATTEMPTS = 12
 SETTLE_S = (0.05, 0.25)
 
 Replaces = Callable[[dict, dict], bool]
@@ -131,14 +131,20 @@ def register(target: Target, repository: str, raw: bytes, *, replaces: Replaces 
         entry["annotations"] = m["annotations"]
     tag = index_tag(subject)
     for _ in range(INDEX_ATTEMPTS):
-        seen, entries = read_index(target, repository, subject)
-        kept = [e for e in entries if e.get("digest") != entry["digest"] and not replaces(e, entry)]
-        if read_index(target, repository, subject)[0] != seen:
-            continue
-        target.write_manifest(repository, tag, index_bytes([*kept, entry]), mediatypes.OCI_INDEX)
-        time.sleep(random.uniform(*SETTLE_S))
-        if any(e.get("digest") == entry["digest"] for e in read_index(target, repository, subject)[1]):
-            return
+        try:
+            seen, entries = read_index(target, repository, subject)
+            kept = [e for e in entries if e.get("digest") != entry["digest"] and not replaces(e, entry)]
+            if read_index(target, repository, subject)[0] != seen:
+                continue
+            target.write_manifest(repository, tag, index_bytes([*kept, entry]), mediatypes.OCI_INDEX)
+            time.sleep(random.uniform(*SETTLE_S))
+            if any(e.get("digest") == entry["digest"] for e in read_index(target, repository, subject)[1]):
+                return
+        except RegistryError as e:
+            # distribution 2.8 answers 500 to a read of a tag that another writer is moving at that instant
+            if e.status < 500:
+                raise
+            time.sleep(random.uniform(*SETTLE_S))
     raise ReferrersContention(f"{repository}:{tag}", INDEX_ATTEMPTS)
 
 

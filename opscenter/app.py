@@ -27,7 +27,7 @@ from starlette.routing import Route
 from joey.errors import JoeyError
 
 from joey import opswire as models
-from opscenter import assays, dashboard
+from opscenter import assays, dashboard, ingest, openapi
 from opscenter import metrics
 from opscenter.db import Database
 from joey.errors import BadRequest, PayloadTooLarge, Unauthorized
@@ -173,16 +173,21 @@ def create_app(database_url: str, admin_token: str, public_url: str, *,
         return presented
 
     def endpoint(model: type[BaseModel], call: Callable[[Any, Any], Any],
-                 auth: Callable[[Request], Any] | None = admin) -> Callable[[Request], Awaitable[JSONResponse]]:
+                 auth: Callable[[Request], Any] | None = admin,
+                 arrow: Callable[[bytearray], Any] | None = None) -> Callable[[Request], Awaitable[JSONResponse]]:
         """POST handler: authenticate (an edge's credential is looked up), then read at most the model's
-        `max_bytes` of body, parse it and run `call(auth result, body)`, each on a worker thread (the database
-        calls block)."""
+        `max_bytes` of body, parse it (by `arrow` when given and the body is an Arrow stream) and run
+        `call(auth result, body)`, each on a worker thread (the database calls block)."""
         limit = getattr(model, "max_bytes", models.MAX_ADMIN_BYTES)
 
         async def handle(request: Request) -> JSONResponse:
             who = await run_in_threadpool(auth, request) if auth else None
             raw = await _read_body(request, limit)
-            body = await anyio.to_thread.run_sync(_parse_body, model, raw, limiter=parsing)
+            media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+            if arrow is not None and media == models.LOG_PAGE_MEDIA_TYPE:
+                body = await anyio.to_thread.run_sync(arrow, raw, limiter=parsing)
+            else:
+                body = await anyio.to_thread.run_sync(_parse_body, model, raw, limiter=parsing)
             return JSONResponse(await run_in_threadpool(call, who, body))
         return handle
 
@@ -192,6 +197,7 @@ def create_app(database_url: str, admin_token: str, public_url: str, *,
     remove = endpoint(models.EdgeName, lambda _, b: service.remove_edge(b.name))
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
+        openapi.route(),   # GET /openapi.json
         Route(f"{API}/publish", endpoint(models.PublishBody, lambda _, b: service.publish(b.root)), methods=["POST"]),
         Route(f"{API}/get_publish_status", endpoint(models.PublishId, lambda _, b: service.get_publish(b.value)),
               methods=["POST"]),
@@ -209,8 +215,8 @@ def create_app(database_url: str, admin_token: str, public_url: str, *,
         Route(f"{API}/get_logs", endpoint(models.GetLogs, lambda _, b: service.get_logs(b)), methods=["POST"]),
         Route(f"{EDGE_PATH}/join", endpoint(models.Join, lambda _, b: service.join(b.edge, b.join_token), auth=None),
               methods=["POST"]),
-        Route(f"{EDGE_PATH}/logs", endpoint(models.LogPage, lambda cred, b: service.ingest(cred, b), auth=edge),
-              methods=["POST"]),
+        Route(f"{EDGE_PATH}/logs", endpoint(models.LogPage, lambda cred, b: service.ingest(cred, b), auth=edge,
+                                            arrow=ingest.decode_arrow), methods=["POST"]),
         Route(f"{EDGE_PATH}/checkin", endpoint(models.CheckIn, lambda cred, b: service.checkin(cred, b), auth=edge),
               methods=["POST"]),
         Route(f"{EDGE_PATH}/update_status",

@@ -21,7 +21,7 @@ from joey.errors import ConfigError
 from joey.names import registry_host
 from joey.quantity import format_cpus
 
-from opscenter import catalog, logrecords, tokens
+from opscenter import catalog, ingest, logrecords, tokens
 from opscenter.db import Database
 from opscenter.publisher import STATUS_PUBLISHED, Publisher, PublishSettings
 from joey.errors import BadRequest, Conflict, Forbidden, Missing, Unauthorized
@@ -80,6 +80,7 @@ class OpsService:
         self.clock = clock
         self.publishing = publishing
         self.publisher = Publisher(db, publishing, clock) if publishing else None
+        self.partitions = ingest.Partitions(db)
 
     def start(self) -> None:
         if self.publisher:
@@ -347,25 +348,22 @@ class OpsService:
 
     # ---- logs ------------------------------------------------------------------------------------------
 
-    def ingest(self, credential: str, page: LogPage) -> dict:
-        """Store a page of an edge's log. Records already stored (same edge, same seq) are skipped."""
-        if page.seq_end < page.seq_start or page.seq_end - page.seq_start + 1 != len(page.records):
+    def ingest(self, credential: str, page: LogPage | ingest.ArrowPage) -> dict:
+        """Store a page of an edge's log (JSON or Arrow, opscenter/ingest.py). Records already stored (same edge,
+        same seq) are skipped, whichever replica stored them."""
+        count = page.count if isinstance(page, ingest.ArrowPage) else len(page.records)
+        if page.seq_end < page.seq_start or page.seq_end - page.seq_start + 1 != count:
             raise BadRequest(f"seq_start..seq_end ({page.seq_start}..{page.seq_end}) must number the "
-                             f"{len(page.records)} records, one seq each")
+                             f"{count} records, one seq each")
         now = self.clock()
+        self.partitions.ensure(now)
         with self.db.transaction() as tx:
             edge = self._edge_of(tx, credential, page.edge, now)
-            stamped = [logrecords.stamp(r, edge["name"], i) for i, r in enumerate(page.records)]
+            rows = ingest.rows(page, edge["name"])
             pipeline = tx.one("SELECT pipeline_name FROM publishes WHERE id = ?", (edge["publish_id"],))
-            dups = tx.one("SELECT COUNT(*) AS n FROM logs WHERE edge_id = ? AND seq BETWEEN ? AND ?",
-                          (edge["id"], page.seq_start, page.seq_end))["n"]
-            tx.execute_many(
-                "INSERT INTO logs (pipeline_name, edge_id, partition, seq, time, record, received_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (edge_id, seq) DO NOTHING",
-                [(pipeline["pipeline_name"], edge["id"], edge["name"], page.seq_start + i, r.get("time"),
-                  json.dumps(r), now) for i, r in enumerate(stamped)])
+            stored = ingest.store(tx, pipeline["pipeline_name"], edge["id"], edge["name"], rows, now)
         return {"edge": edge["name"], "seq_start": page.seq_start, "seq_end": page.seq_end,
-                "stored": len(stamped) - dups, "duplicates": dups}
+                "stored": stored, "duplicates": count - stored}
 
     def get_logs(self, req: GetLogs) -> dict:
         """Up to `limit` records after the cursor, oldest first, flattened; `next` is the cursor to go on

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from joey import envvars
 from joey.errors import DigestMismatch, JoeyError, NotFound
-from joey.names import Ref, parse
+from joey.names import Ref, local_engine_image, parse
 from joey.registry import Registry
 from joey.transfer import ProgressFactory, Target, copy, no_progress, open_target
 
@@ -101,7 +101,7 @@ def _push_from_podman(dest: Destination, ref: Ref, image: str | None, *, usernam
     keeps the image's own format (docker, for its HEALTHCHECK), which a round trip through a layout would not."""
     from packager import image as engine_build
 
-    local = image or engine_build.DEFAULT_TAG
+    local = image or local_engine_image(str(ref))   # the build of the same variant (-cuda, -arm64, ...)
     if shutil.which("podman") is None or not engine_build.image_exists(local):
         raise EngineImageMissing(str(ref), f"the registry does not have it, and podman has no image {local} "
                                            "to copy there")

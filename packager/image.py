@@ -7,8 +7,11 @@ cached (podman's image store; CACHE/engine-context/deps), so a rebuild after a c
 layers. The Dockerfile and the joey wheel come from the checkout or, installed, from the package itself
 (packager/distwheel.py). See docs/container.md.
 
-    packager image build [--tag IMAGE] [--context DIR]
-    packager image push [--tag IMAGE] (--registry HOST/NS | DEST) [--plain-http] [--creds USER:PASS]
+    packager image build [--arch amd64|arm64] [--accel none|cuda|openvino] [--tag IMAGE] [--context DIR]
+    packager image push [--arch ...] [--accel ...] [--tag IMAGE] (--registry HOST/NS | DEST) [--plain-http]
+
+A variant (another platform, an accelerator) is tagged apart, joey-engine:<version>-arm64, -cuda, -arm64-cuda
+(joey.names.engine_image), built on its own onnxruntime wheel set (ORT_WHEELS) in a context of its own.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import hashlib
 import importlib.metadata
 import logging
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -30,7 +34,7 @@ from joey import __version__, envvars
 from joey.descriptor import Descriptor
 from joey.errors import JoeyError
 from joey.fsutil import write_atomic
-from joey.names import engine_image, parse
+from joey.names import DEFAULT_ACCEL, DEFAULT_PLATFORM, engine_image, image_platform, parse
 from joey.registry import Registry
 from packager import sbom
 from packager.artifact import created_timestamp, git_provenance
@@ -63,9 +67,16 @@ MMDEBSTRAP_ARGS = (
     "--dpkgopt=path-exclude=/usr/share/doc/*",
     "--dpkgopt=path-include=/usr/share/doc/*/copyright",
 )
-# Named after what it is made of, so changing the recipe above makes a new base instead of reusing a stale one.
-BASE_IMAGE = "localhost/bookworm-py:" + hashlib.sha256(
-    "\n".join((*MMDEBSTRAP_ARGS, *DEBIAN_SOURCES)).encode()).hexdigest()[:12]
+
+
+def base_image_name(arch: str = DEFAULT_PLATFORM) -> str:
+    """Named after what it is made of, so changing the recipe above makes a new base instead of reusing a stale
+    one; another platform's base is another recipe (mmdebstrap --arch)."""
+    args = (*MMDEBSTRAP_ARGS, *(() if arch == DEFAULT_PLATFORM else (f"--arch={arch}",)), *DEBIAN_SOURCES)
+    return "localhost/bookworm-py:" + hashlib.sha256("\n".join(args).encode()).hexdigest()[:12]
+
+
+BASE_IMAGE = base_image_name()
 
 # What the engine imports, directly or through the kernel (joey/): a subset of pyproject's dependencies. The
 # packager's onnx, Helm SDK, Jinja, YAML and rich and the Ops center's httpx stay out of the image (the
@@ -87,6 +98,13 @@ ENGINE_REQUIREMENTS = (
     "uvicorn",
     "uvloop",
 )
+# The onnxruntime wheel set of each accelerator's variant, at the version of the onnxruntime tested here.
+# onnxruntime-gpu's extras bring CUDA 12 and cuDNN as NVIDIA's wheels (the engine preloads them, engine/providers.py):
+# from the node the container needs only the driver (docker --gpus, the NVIDIA device plugin).
+ORT_WHEELS = {"none": "onnxruntime", "cuda": "onnxruntime-gpu[cuda,cudnn]", "openvino": "onnxruntime-openvino"}
+# A platform's wheels when it is not the host's: pip download for bookworm's glibc (2.36) and CPython 3.11.
+WHEEL_PLATFORMS = {"amd64": "manylinux_2_36_x86_64", "arm64": "manylinux_2_36_aarch64"}
+_HOST_PLATFORMS = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 # Containers here cannot take podman's default ulimits (setrlimit fails): every podman call gets this.
 CONTAINERS_CONF = "[containers]\ndefault_ulimits = []\n"
 
@@ -178,15 +196,17 @@ def _installed_pins() -> dict[str, str]:
     return pins
 
 
-def engine_requirements() -> tuple[str, str]:
-    """(requirements, constraints): the engine's requirements pinned to the installed versions, and a pin
-    for every other installed distribution, so transitive dependencies resolve to the tested versions too."""
+def engine_requirements(accel: str = DEFAULT_ACCEL) -> tuple[str, str]:
+    """(requirements, constraints): the engine's requirements pinned to the installed versions (onnxruntime as
+    the accelerator's wheel set, ORT_WHEELS), and a pin for every other installed distribution, so transitive
+    dependencies resolve to the tested versions too."""
     pins = _installed_pins()
     missing = [r for r in ENGINE_REQUIREMENTS if r not in pins]
     if missing:
         raise ImageError("wheelhouse", f"not installed here: {', '.join(missing)}",
                          hint="run from the project's venv (pip install -e .)")
-    requirements = "".join(f"{r}=={pins[r]}\n" for r in ENGINE_REQUIREMENTS)
+    requirements = "".join(f"{ORT_WHEELS[accel] if r == 'onnxruntime' else r}=={pins[r]}\n"
+                           for r in ENGINE_REQUIREMENTS)
     constraints = "".join(f"{n}=={v}\n" for n, v in sorted(pins.items()))
     return requirements, constraints
 

@@ -75,13 +75,14 @@ def destination(registry: str | None, *, store: Path | None = None, plain_http: 
     return Destination(layout, None, "", layout.root)
 
 
-def default_engine_image(dest: Destination, spec_image: str | None) -> str:
-    """spec engine.image, else $JOEY_ENGINE_IMAGE, else REGISTRY/NS/engines/joey-engine:<packager version>."""
+def default_engine_image(dest: Destination, spec_image: str | None, engine: EngineConfig) -> str:
+    """spec engine.image, else $JOEY_ENGINE_IMAGE, else REGISTRY/NS/engines/joey-engine:<packager version>, tagged
+    with the variant of the deployment's arch and accel (joey-engine:<version>-cuda, ...)."""
     if spec_image:
         return spec_image
     if env := os.environ.get(envvars.ENGINE_IMAGE):
         return env
-    return engine_image(__version__, host=dest.host, namespace=dest.namespace)
+    return engine_image(__version__, host=dest.host, namespace=dest.namespace, arch=engine.arch, accel=engine.accel)
 
 
 def _now() -> str:
@@ -116,7 +117,7 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
     cfg = artifact.config
     repo = dest.pipeline_repo(cfg.name)
     src = ArtifactSource(artifact)
-    engine_url = default_engine_image(dest, loaded.engine_image)
+    engine_url = default_engine_image(dest, loaded.engine_image, cfg.engine)
     if dest.host and with_engine_image:   # before the pipeline is pushed: a publish without its engine stops here
         engine_url = ensure_engine_image(dest, engine_url, source=engine_image_source, username=username,
                                          password=password, progress=progress)

@@ -226,7 +226,9 @@ def test_local_store_unsigned_then_signed_then_moved(example_models, write_spec,
     signed = cli("sign", ref, "--key", str(keys["mine"]), "--json")
     assert signed.returncode == 0, signed.stderr
     names = [s["reference"] for s in json.loads(signed.stdout)["signed"]]
-    assert names == [f"pipelines/{ref}", f"charts/edge-pipeline:{rec['helm']['version']}"]
+    model = json.loads(cli("inspect", ref, "--json").stdout)["pipeline"]["steps"][0]["model_version"]
+    assert names == [f"pipelines/{ref}", f"charts/edge-pipeline:{rec['helm']['version']}",
+                     f"models/ccfraud-logreg:{model}"]   # cosign's signatures, then model-signing's
     ok = cli("verify", ref, "--key", pub)
     assert ok.returncode == 0 and ok.stdout.count("Verified OK") == 2, ok.stdout + ok.stderr
     assert "provenance: unsigned statement" in ok.stdout

@@ -6,7 +6,7 @@ import json
 
 from joey import mediatypes
 from joey.descriptor import Descriptor
-from joey.referrers import SIGNATURE, fallback_tag
+from joey.referrers import SIGNATURE, fallback_tag, register
 from joey.transfer import copy
 
 
@@ -27,13 +27,15 @@ def flip_payload_byte(target, repo: str, digest: str) -> bytes:
     altered = Descriptor.for_bytes(layer["mediaType"], bytes(data))
     target.write_blob(repo, altered, io.BytesIO(bytes(data)))
     layer["digest"], layer["size"] = altered.digest, altered.size
-    target.write_manifest(repo, fallback_tag(digest, SIGNATURE), json.dumps(manifest).encode(),
-                          mediatypes.OCI_MANIFEST)
+    altered_raw = json.dumps(manifest).encode()
+    target.write_manifest(repo, fallback_tag(digest, SIGNATURE), altered_raw, mediatypes.OCI_MANIFEST)
+    register(target, repo, altered_raw)   # and in the referrers index, in place of the original
     return original
 
 
 def restore_signature(target, repo: str, digest: str, raw: bytes) -> None:
     target.write_manifest(repo, fallback_tag(digest, SIGNATURE), raw, mediatypes.OCI_MANIFEST)
+    register(target, repo, raw)
 
 
 def move_tag(target, repo: str, tag: str, from_repo: str, from_tag: str) -> str:

@@ -110,3 +110,15 @@ kubernetes.io/arch of the nodes the engine runs on.
 {{- define "engine.nodeArch" -}}
 {{- get (dict "x86" "amd64" "arm" "arm64") .Values.engine.arch }}
 {{- end }}
+
+{{/*
+The engine pod's node selector: .Values.nodeSelector over kubernetes.io/arch from engine.arch and, when the
+engine takes GPUs, NVIDIA GPU feature discovery's nvidia.com/gpu.present, so it lands where the GPU variant runs.
+*/}}
+{{- define "engine.nodeSelector" -}}
+{{- $defaults := dict "kubernetes.io/arch" (include "engine.nodeArch" .) }}
+{{- if gt (int .Values.engine.gpus) 0 }}
+{{- $_ := set $defaults "nvidia.com/gpu.present" "true" }}
+{{- end }}
+{{- merge (deepCopy .Values.nodeSelector) $defaults | toYaml }}
+{{- end }}
