@@ -10,7 +10,7 @@ import argparse
 import os
 import time
 
-from bench import engine, publish, report
+from bench import engine, footprint, publish, report
 from bench.common import write_result
 
 FULL_SIZES, QUICK_SIZES = [16, 256, 1024], [16]
@@ -31,6 +31,7 @@ def main() -> None:
         results["engine"] = engine.run(a.quick)
     if "publish" in only:
         results["publish"] = publish.run(QUICK_SIZES if a.quick else FULL_SIZES, 2 if a.quick else 3)
+    results["footprint"] = footprint.run()
     results["load_after"] = os.getloadavg()
     results["duration_s"] = time.time() - started
     name = "quick" if a.quick else "latest"

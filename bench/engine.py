@@ -12,6 +12,8 @@ The engine (`python -m engine`, CONFIG_CPUS=1) and the peer are pinned to core 0
 - peer:  KServe's model server (bench/peer_kserve.py) on the same ONNX file and the same rows, in its V1 JSON
   protocol ({"instances": [...]}): both batch scenarios against its one JSON batch, single rows likewise.
 - memory: the engine's (and the peer's) RSS once ready and after 1,000 single-row requests, and the peak.
+- start: seconds from the engine's spawn to its first 200 on /ready, first from the local OCI layout, then
+  restarted on the same /persist (the pipeline from its cache, as an edge restarts).
 
 Usage: python -m bench.engine [--quick]
 """
@@ -206,9 +208,16 @@ def _load(server: servers.Server, path: str, body: bytes, headers: dict, connect
     return best
 
 
+def _started(url: str, persist: Path, log: Path, env: dict[str, str]) -> tuple[servers.Server, float]:
+    """The engine, started and ready; the seconds from its spawn to its first 200 on /ready."""
+    t0 = time.perf_counter()
+    server = servers.start_engine(url, persist, log, env)
+    return server, time.perf_counter() - t0
+
+
 def engine_runs(case: Case, url: str, work: Path, sizes: Sizes, env: dict[str, str]) -> dict:
-    server = servers.start_engine(url, work / "persist" / case.model.stem, work / f"engine-{case.model.stem}.log",
-                                  env)
+    persist, log = work / "persist" / case.model.stem, work / f"engine-{case.model.stem}.log"
+    server, cold_s = _started(url, persist, log, env)
     try:
         batch = arrow_file(case.rows)
         row = orjson.dumps([{"tensor": matrix(case.rows)[0].tolist()}])
@@ -227,9 +236,12 @@ def engine_runs(case: Case, url: str, work: Path, sizes: Sizes, env: dict[str, s
             runs[f"single_c{c}"] = _load(server, "/infer", row, json_in, c, n, 1, sizes.rounds)
         memory["peak_MiB"] = server.peak_rss_mib()
         memory["end_MiB"] = server.rss_mib()
-        return {"runs": runs, "memory": memory}
     finally:
         server.stop()
+    # Again on the same /persist: the pipeline is in its cache (the edge restarting), nothing is fetched.
+    server, warm_s = _started(url, persist, log, env)
+    server.stop()
+    return {"runs": runs, "memory": memory, "start_to_ready_s": {"from_layout": cold_s, "warm_cache": warm_s}}
 
 
 def peer_runs(case: Case, work: Path, sizes: Sizes) -> dict:
@@ -289,7 +301,8 @@ def run(quick: bool, engine_env: dict[str, str] | None = None) -> dict:
                 os.sched_setaffinity(0, before)
             entry = {"pipeline": case.label, "model": case.model.name, "rows": case.rows.num_rows,
                      "scenarios": compare(eng, peer, fl), "memory": {"engine": eng["memory"],
-                                                                      "peer": peer["memory"]}}
+                                                                      "peer": peer["memory"]},
+                     "start_to_ready_s": eng["start_to_ready_s"]}
             results["pipelines"].append(entry)
             _print(entry)
     return results
@@ -306,6 +319,7 @@ def _print(entry: dict) -> None:
               f" ({s['throughput_vs_peer']:.2f}x)", flush=True)
     m = entry["memory"]
     print(f"  memory engine {m['engine']}  peer {m['peer']}", flush=True)
+    print(f"  start to ready {entry['start_to_ready_s']}", flush=True)
 
 
 def main() -> None:

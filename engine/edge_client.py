@@ -159,12 +159,11 @@ class EdgeClient:
         body = page_body(cred.edge, seq_start, seq_end, records)
         self._post("upload logs", "/logs", body, cred.credential)
 
-    def upload_arrow(self, seq_start: int, seq_end: int, table: pa.Table) -> None:
-        """upload_page with the records as the log store keeps them (one row each): sent as an Arrow IPC
-        stream, which Ops turns into records column by column."""
+    def upload_arrow(self, body: bytes) -> None:
+        """upload_page with the records as the log store keeps them, in an `arrow_page_body` (the uploader
+        sized the page with it); Ops turns them into records column by column."""
         cred = self.ensure_enrolled()
-        self._post("upload logs", "/logs", arrow_page_body(cred.edge, seq_start, seq_end, table), cred.credential,
-                   LOG_PAGE_MEDIA_TYPE)
+        self._post("upload logs", "/logs", body, cred.credential, LOG_PAGE_MEDIA_TYPE)
 
     def checkin(self, serving: dict[str, Any]) -> dict[str, Any]:
         """Say what this edge serves; Ops answers with the publish it should run (`pipeline_url`, ...)."""

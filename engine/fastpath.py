@@ -21,7 +21,7 @@ from engine.limits import Limits
 from engine.runtime import Pipeline
 from engine.service import Engine
 from joey import envvars
-from joey.errors import BodyTooLarge, JoeyError, NotFound, UnsupportedMediaType
+from joey.errors import JoeyError, NotFound, PayloadTooLarge, UnsupportedMediaType
 
 log = logging.getLogger("engine")
 
@@ -102,14 +102,14 @@ class InferEndpoint:
 async def read_body(receive: Receive, declared: bytes | None, limit: int, variable: str) -> bytes:
     """The whole body, refused with 413 as soon as it is known to exceed `limit` (declared or counted)."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(limit, int(declared), variable)
+        raise PayloadTooLarge.over_limit(limit, int(declared), variable)
     message = await receive()
     if message["type"] == "http.disconnect":
         raise ClientDisconnect()
     body = message.get("body", b"")
     if not message.get("more_body", False):   # the whole body in one message: the common case, no copy
         if len(body) > limit:
-            raise BodyTooLarge(limit, variable=variable)
+            raise PayloadTooLarge.over_limit(limit, variable=variable)
         return body
     chunks, size = [body], len(body)
     while message.get("more_body", False):
@@ -119,7 +119,7 @@ async def read_body(receive: Receive, declared: bytes | None, limit: int, variab
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge(limit, variable=variable)
+            raise PayloadTooLarge.over_limit(limit, variable=variable)
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -101,7 +101,7 @@ def metadata(pipeline: Pipeline) -> dict[str, Any]:
     columns = first.config.tensor_fields or [s.name for s in first.inputs]
     return {"name": pipeline.config.name, "versions": [pipeline.config.version],
             "platform": "onnxruntime_onnx" if len(pipeline.steps) == 1 else "ensemble",
-            "inputs": [_tensor_metadata(column, sig) for column, sig in zip(columns, first.inputs)],
+            "inputs": [_tensor_metadata(column, sig) for column, sig in zip(columns, first.inputs, strict=False)],
             "outputs": [_tensor_metadata(sig.name, sig) for sig in last.config.model.outputs]}
 
 
@@ -117,8 +117,9 @@ class Inference:
     def __init__(self, pipeline: Pipeline, body: bytes, header_length: str | None, limits: Limits):
         self.pipeline, self.body, self.limits = pipeline, body, limits
         self.declared_header = header_length
-        self.request: dict[str, Any] = {}
-        self.header_length: int | None = None   # of the answer, when it carries binary outputs
+        self.request_id: str | None = None
+        self.wanted: list[tuple[str, bool]] = []   # (output, in binary), in the answer's order
+        self.header_length: int | None = None      # of the answer, when it carries binary outputs
 
     def decode(self) -> pa.Table:
         body, declared = self.body, self.declared_header
@@ -138,7 +139,16 @@ class Inference:
             raise MalformedBody("inference request JSON", 'expected an object with "inputs": [{"name", "shape", '
                                                           '"datatype", "data"}, ...]')
         _at_most(len(inputs), self.limits, "max_columns", "inputs")
-        self.request = request
+        self.request_id = request.get("id")
+        if self.request_id is not None and not isinstance(self.request_id, str):
+            raise MalformedBody("inference request JSON", f'"id" must be a string, got {self.request_id!r}')
+        # Checked before anything runs: a request refused after its record is stored would be logged unanswered.
+        parameters = request.get("parameters")
+        binary_default = isinstance(parameters, dict) and parameters.get("binary_data_output") is True
+        available = list(self.pipeline.steps[-1].outputs)
+        asked = request.get("outputs")
+        self.wanted = ([(name, binary_default) for name in available] if asked is None
+                       else _asked(asked, available, binary_default))
         columns: dict[str, pa.Array] = {}
         offset = 0
         for i, tensor in enumerate(inputs):
@@ -161,14 +171,8 @@ class Inference:
     def encode(self, result: pa.Table) -> bytes:
         """The answer to `result`: JSON, or a JSON header followed by the binary outputs."""
         declared = {sig.name: sig for sig in self.pipeline.steps[-1].config.model.outputs}
-        available = [c.removeprefix("out.") for c in result.column_names if c.startswith("out.")]
-        parameters = self.request.get("parameters")
-        binary_default = isinstance(parameters, dict) and parameters.get("binary_data_output") is True
-        asked = self.request.get("outputs")
-        wanted = ([(name, binary_default) for name in available] if asked is None
-                  else _asked(asked, available, binary_default))
         outputs, buffers = [], []
-        for name, binary in wanted:
+        for name, binary in self.wanted:
             column = result.column(f"out.{name}").combine_chunks()
             values = column.flatten().to_numpy(zero_copy_only=False)
             shape = _shape(len(column), len(values), declared.get(name))
@@ -183,8 +187,8 @@ class Inference:
             outputs.append(tensor)
         answer: dict[str, Any] = {"model_name": self.pipeline.config.name,
                                   "model_version": self.pipeline.config.version, "outputs": outputs}
-        if "id" in self.request:
-            answer["id"] = self.request["id"]
+        if self.request_id is not None:
+            answer["id"] = self.request_id
         head = orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
         if not buffers:
             return head
@@ -263,7 +267,7 @@ def _shape(rows: int, count: int, sig: TensorSig | None) -> list[int]:
         if len(sig.shape) == 1 and width == 1:
             return [rows]
         if sig.width == width:   # set only when every dim past the batch is a fixed size
-            return [rows, *(int(d) for d in sig.shape[1:])]
+            return [rows, *(d for d in sig.shape[1:] if isinstance(d, int))]
     return [rows, width]
 
 

@@ -20,8 +20,8 @@ from joey.pipeline_config import EngineConfig
 
 log = logging.getLogger("engine")
 
-CPU = "CPUExecutionProvider"
-ACCEL_PROVIDERS = {"cuda": "CUDAExecutionProvider", "openvino": "OpenVINOExecutionProvider"}
+CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+ACCEL_PROVIDERS = {"cuda": CUDA, "openvino": "OpenVINOExecutionProvider"}
 
 
 class AcceleratorUnavailable(JoeyError):

@@ -52,6 +52,8 @@ class Pipeline:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         asked = providers.requested(config.name, config.engine, ort.get_available_providers())
+        if providers.CUDA in asked:   # the cuda image's CUDA and cuDNN are NVIDIA's wheels, off the loader's path
+            ort.preload_dlls(directory="")
         self.steps = tuple(_load_step(s, directory, options, config, asked) for s in config.steps)
         got = [p for step in self.steps for p in step.session.get_providers()]
         providers.confirm(config.name, config.engine, asked, got)

@@ -28,7 +28,7 @@ from engine.limits import current as current_limits
 from engine.metrics import RequestMetrics
 from engine.service import Engine
 from joey import envvars
-from joey.errors import BadLogsQuery, BodyTooLarge, JoeyError, NotReady
+from joey.errors import BadLogsQuery, JoeyError, NotReady, PayloadTooLarge
 
 log = logging.getLogger("engine")
 
@@ -96,13 +96,13 @@ async def read_body(request: Request, limit: int, variable: str = envvars.MAX_BO
     the error names `variable`, which sets the limit."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(limit, int(declared), variable)
+        raise PayloadTooLarge.over_limit(limit, int(declared), variable)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge(limit, variable=variable)
+            raise PayloadTooLarge.over_limit(limit, variable=variable)
         chunks.append(chunk)
     return b"".join(chunks)
 

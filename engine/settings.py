@@ -14,7 +14,7 @@ from pathlib import Path
 from joey import envvars, quantity
 from joey.bundle import EdgeBundle
 from joey.errors import ConfigError, JoeyError
-from joey.names import Ref, parse
+from joey.names import Ref, bare_registry, parse
 from joey.signing import PublicKey, load_public_key
 
 DEFAULT_PERSIST_DIR = Path("/persist")
@@ -100,9 +100,7 @@ def from_env(env: Mapping[str, str] | None = None, *, host: str = DEFAULT_HOST, 
     if not url:
         raise ConfigError(envvars.PIPELINE_URL, "not set; expected HOST/NAMESPACE/pipelines/NAME:VERSION "
                                                 "or oci:DIR:REPO:TAG")
-    registry = env.get(envvars.OCI_REGISTRY, "").strip().rstrip("/")
-    for scheme in ("https://", "http://", "oci://"):
-        registry = registry.removeprefix(scheme)
+    registry = bare_registry(env.get(envvars.OCI_REGISTRY, ""))
     ref = _reference(url, registry)
 
     storage = env.get(envvars.LOCAL_INFERENCE_STORAGE, "").strip()

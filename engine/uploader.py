@@ -28,7 +28,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,7 +214,7 @@ class Uploader:
         if batch.too_large:
             return self._too_large(page)
         try:
-            self.client.upload_arrow(page.seq_start, last, batch.body)
+            self.client.upload_arrow(batch.body)
             self.store.ack(page.seq_end)
         except OpsRetryable as e:
             delay = self._backoff.delay(self._failures, e.retry_after)

@@ -17,6 +17,7 @@ from infra.docker_edge import DockerEdge, DockerEdgeArgs
 from infra.edge import EdgeArgs
 from infra.edge_site import EdgeSite, EdgeSiteArgs
 from infra.engine_image import EngineImage, EngineImageArgs
+from infra.k8s_args import ObjectStoreEnv
 from infra.namespace import Namespace, NamespaceArgs
 from infra.ops_center import OpsCenter, OpsCenterArgs
 from infra.ops_edge import BundleSource, OpsEdgeArgs
@@ -53,11 +54,16 @@ def program() -> None:
     ops_token = secret(cfg.ops_token) if cfg.ops_token else None
     ops: list[pulumi.Resource] = []
     if cfg.ops_mode == "cluster":
+        store, creds = cfg.ops_object_store, cfg.ops_object_store_credentials
         center = OpsCenter("ops", OpsCenterArgs(
             namespace=cfg.namespace, image=cfg.ops_image or engine_image, host=cfg.ops_host,
             tls_secret=cfg.ops_tls_secret, ingress_class=cfg.ingress_class_name, token=ops_token,
             database_url=secret(cfg.ops_database_url) if cfg.ops_database_url else None,
-            storage_size=cfg.ops_storage_size, storage_class=cfg.storage_class,
+            storage_size=cfg.ops_storage_size, storage_class=cfg.storage_class, replicas=cfg.ops_replicas,
+            max_replicas=cfg.ops_max_replicas, postgres=cfg.ops_postgres,
+            object_store=None if store is None else ObjectStoreEnv(store.endpoint, store.bucket, store.prefix),
+            object_store_credentials=None if creds is None else (secret(creds.access_key_id),
+                                                                 secret(creds.secret_access_key)),
         ), pulumi.ResourceOptions(depends_on=control))
         ops_token = center.token
         ops.append(center)

@@ -3,7 +3,7 @@
 CrossGuard hands a policy the resource inputs of one resource (or of the whole stack), with Pulumi's secret
 markers already removed by the policy SDK. So the pack enforces what the inputs alone show: the
 per-object Kubernetes rules, Helm values without credentials, Docker engine containers, the edge ingress and
-unique edge names. Two rules need what it cannot see, and are enforced by tests/infra instead: that
+unique edge names, Ops replicas on PostgreSQL under a PodDisruptionBudget. Two rules need what it cannot see, and are enforced by tests/infra instead: that
 credentials are Pulumi *secrets* (the mocks see the markers) and that engine limits equal the publish's
 engine config, which is stack configuration, not a resource (the rendered chart is checked against it).
 """
@@ -70,6 +70,11 @@ def _edge_ingress(args: StackValidationArgs, report: ReportViolation) -> None:
             _report(policies.edge_ingress(objects, svc["metadata"]["name"]), report)
 
 
+def _ops_replicas(args: StackValidationArgs, report: ReportViolation) -> None:
+    _report(policies.ops_replicas([plain(r.props) for r in args.resources
+                                   if r.resource_type.startswith("kubernetes:")]), report)
+
+
 def _unique_edges(args: StackValidationArgs, report: ReportViolation) -> None:
     # One name per edge: its Release or its Docker engine container (an OpsEdge names the same edge again).
     names = []
@@ -99,5 +104,7 @@ POLICIES = [
                                               "EDGE_BUNDLE.", _docker_engine),
     StackValidationPolicy("edge-ingress", "An Ingress routes /edge to Ops with TLS.", _edge_ingress),
     StackValidationPolicy("unique-edge-names", "Edge names are unique.", _unique_edges),
+    StackValidationPolicy("ops-replicas", "Ops with replicas runs on PostgreSQL, under a PodDisruptionBudget.",
+                          _ops_replicas),
 ]
 ENFORCEMENT = EnforcementLevel.MANDATORY

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from joey import envvars, quantity
@@ -96,11 +97,16 @@ def _secret_env(name: str, secret: str, key: str | None = None) -> dict[str, Any
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key or name}}}
 
 
-def _pod(obj_labels: dict[str, str], container: dict[str, Any], volumes: list[dict[str, Any]]) -> dict[str, Any]:
-    """A one-replica Deployment spec: Recreate, since each of these pods owns a ReadWriteOnce volume."""
+def _pod(obj_labels: dict[str, str], container: dict[str, Any], volumes: list[dict[str, Any]],
+         scaled: bool = False) -> dict[str, Any]:
+    """A Deployment spec. One replica, Recreate, for a pod that owns a ReadWriteOnce volume; `scaled`: the
+    replica count left to a HorizontalPodAutoscaler (a count here would reset it at every `pulumi up`), and
+    rolled one new pod at a time with none taken away first."""
+    count: dict[str, Any] = ({"strategy": {"type": "RollingUpdate",
+                                           "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}} if scaled
+                             else {"replicas": 1, "strategy": {"type": "Recreate"}})
     return {
-        "replicas": 1,
-        "strategy": {"type": "Recreate"},
+        **count,
         "selector": {"matchLabels": selector(obj_labels)},
         "template": {
             "metadata": {"labels": obj_labels},
@@ -154,13 +160,34 @@ def registry_deployment_spec(*, image: str, obj_labels: dict[str, str], auth_sec
     return _pod(obj_labels, container, volumes)
 
 
+@dataclass(frozen=True)
+class ObjectStoreEnv:
+    """Where Ops rolls logs into; the access key pair is in the Ops Secret."""
+
+    endpoint: str
+    bucket: str
+    prefix: str
+
+
 def ops_deployment_spec(*, image: str, obj_labels: dict[str, str], secret: str, public_url: str,
-                        database_in_secret: bool, claim: str | None) -> dict[str, Any]:
-    """`joey-ops` with its admin token, and its database URL, from `secret`; SQLite lives on `claim`."""
-    if database_in_secret == (claim is not None):
-        raise ValueError("Ops keeps its data either in PostgreSQL (database URL in the Secret) or on a claim")
-    database = (_secret_env(envvars.OPS_DATABASE, secret) if database_in_secret
-                else {"name": envvars.OPS_DATABASE, "value": f"sqlite:///{OPS_DATA}/joey-ops.db"})
+                        database: tuple[str, str] | None, claim: str | None, scaled: bool = False,
+                        object_store: ObjectStoreEnv | None = None) -> dict[str, Any]:
+    """`joey-ops` with its admin token from `secret`, its PostgreSQL URL from `database` (Secret, key), or
+    SQLite on `claim`; `scaled`: replicas under an autoscaler. With `object_store`, its access key pair comes
+    from `secret` too."""
+    if (database is None) == (claim is None):
+        raise ValueError("Ops keeps its data either in PostgreSQL (database URL in a Secret) or on a claim")
+    if scaled and claim is not None:
+        raise ValueError("replicas of Ops share one database: SQLite on a ReadWriteOnce claim serves one")
+    db_env = (_secret_env(envvars.OPS_DATABASE, *database) if database is not None
+              else {"name": envvars.OPS_DATABASE, "value": f"sqlite:///{OPS_DATA}/joey-ops.db"})
+    store_env = [] if object_store is None else [
+        {"name": envvars.OPS_S3_ENDPOINT, "value": object_store.endpoint},
+        {"name": envvars.OPS_S3_BUCKET, "value": object_store.bucket},
+        {"name": envvars.OPS_S3_PREFIX, "value": object_store.prefix},
+        _secret_env(envvars.OPS_S3_ACCESS_KEY_ID, secret),
+        _secret_env(envvars.OPS_S3_SECRET_ACCESS_KEY, secret),
+    ]
     mounts = [{"name": "tmp", "mountPath": "/tmp"}]
     volumes = []
     if claim is not None:
@@ -175,8 +202,9 @@ def ops_deployment_spec(*, image: str, obj_labels: dict[str, str], secret: str, 
         "ports": [{"name": "http", "containerPort": OPS_PORT, "protocol": "TCP"}],
         "env": [
             _secret_env(envvars.OPS_TOKEN, secret),
-            database,
+            db_env,
             {"name": envvars.OPS_PUBLIC_URL, "value": public_url},
+            *store_env,
         ],
         "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10,
@@ -184,7 +212,46 @@ def ops_deployment_spec(*, image: str, obj_labels: dict[str, str], secret: str, 
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
         "volumeMounts": mounts,
     }
-    return _pod(obj_labels, container, volumes)
+    return _pod(obj_labels, container, volumes, scaled)
+
+
+def pdb_spec(obj_labels: dict[str, str]) -> dict[str, Any]:
+    """At most one of the pods away at a time for a voluntary disruption (a node drained, an upgrade)."""
+    return {"maxUnavailable": 1, "selector": {"matchLabels": selector(obj_labels)}}
+
+
+def hpa_spec(deployment: str, min_replicas: int, max_replicas: int, cpu_percent: int = 70) -> dict[str, Any]:
+    """autoscaling/v2: between min and max replicas of `deployment`, at `cpu_percent` of the CPU requested."""
+    return {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+        "minReplicas": min_replicas,
+        "maxReplicas": max_replicas,
+        "metrics": [{"type": "Resource", "resource": {
+            "name": "cpu", "target": {"type": "Utilization", "averageUtilization": cpu_percent}}}],
+    }
+
+
+# CloudNativePG (https://cloudnative-pg.io), the operator that runs the PostgreSQL of scaled Ops: its Cluster
+# bootstraps database and owner `joey`, and writes their connection URL into the Secret NAME-app, key `uri`.
+CNPG_API_VERSION = "postgresql.cnpg.io/v1"
+CNPG_DATABASE = "joey"
+CNPG_URI_KEY = "uri"
+
+
+def cnpg_app_secret(cluster: str) -> str:
+    return f"{cluster}-app"
+
+
+def cnpg_cluster_spec(*, instances: int, storage_size: str, storage_class: str) -> dict[str, Any]:
+    storage: dict[str, Any] = {"size": storage_size}
+    if storage_class:
+        storage["storageClass"] = storage_class
+    return {
+        "instances": instances,
+        "storage": storage,
+        "bootstrap": {"initdb": {"database": CNPG_DATABASE, "owner": CNPG_DATABASE}},
+        "enableSuperuserAccess": False,
+    }
 
 
 def ingress_spec(*, host: str, tls_secret: str, ingress_class: str, service: str,

@@ -1,8 +1,10 @@
 """OpsCenter: `joey-ops` on Kubernetes and the edge ingress, https://HOST/edge (and /v1/api) to it.
 
-The admin token comes from the stack's secret setting or is generated; the database is PostgreSQL when the
-stack gives a (secret) connection string, else SQLite on a claim of its own. Both secrets reach the pod
-only through a Secret, never through its spec.
+The admin token comes from the stack's secret setting or is generated. The database is a CloudNativePG Cluster
+the program declares (the operator writes its URL into a Secret of its own), or PostgreSQL at a (secret)
+connection string, else SQLite on a claim of its own. On PostgreSQL, Ops runs as replicas: a
+HorizontalPodAutoscaler between `replicas` and `max_replicas`, a PodDisruptionBudget. With an object store, Ops
+rolls logs into it; its access key pair rides in Ops' Secret. No secret reaches the pod but through a Secret.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import pulumi_random as random
 from joey import envvars
 
 from infra import k8s_args
+from infra.k8s_args import ObjectStoreEnv
+from infra.settings import OpsPostgres
 
 COMPONENT = "ops"
 # Edges enroll and upload under /edge; packager and Pulumi call the admin API under /v1/api.
@@ -32,6 +36,11 @@ class OpsCenterArgs:
     database_url: pulumi.Output[str] | None   # secret PostgreSQL URL; None: SQLite on a claim
     storage_size: str
     storage_class: str
+    replicas: int = 1
+    max_replicas: int = 1
+    postgres: OpsPostgres | None = None        # a CloudNativePG Cluster for Ops
+    object_store: ObjectStoreEnv | None = None
+    object_store_credentials: tuple[pulumi.Output[str], pulumi.Output[str]] | None = None   # secret key pair
 
 
 class OpsCenter(pulumi.ComponentResource):
@@ -51,13 +60,28 @@ class OpsCenter(pulumi.ComponentResource):
         data = {envvars.OPS_TOKEN: self.token}
         if args.database_url is not None:
             data[envvars.OPS_DATABASE] = pulumi.Output.secret(args.database_url)
+        if args.object_store_credentials is not None:
+            key_id, secret_key = args.object_store_credentials
+            data[envvars.OPS_S3_ACCESS_KEY_ID] = pulumi.Output.secret(key_id)
+            data[envvars.OPS_S3_SECRET_ACCESS_KEY] = pulumi.Output.secret(secret_key)
         secret = k8s.core.v1.Secret(
             f"{name}-secrets",
             metadata=k8s_args.metadata(f"{name}-secrets", args.namespace, obj_labels),
             type="Opaque", string_data=data, opts=child)
         depends: list[pulumi.Resource] = [secret]
         claim_name = None
-        if args.database_url is None:
+        database = (f"{name}-secrets", envvars.OPS_DATABASE) if args.database_url is not None else None
+        if args.postgres is not None:
+            cluster = f"{name}-db"
+            depends.append(k8s.apiextensions.CustomResource(
+                cluster, api_version=k8s_args.CNPG_API_VERSION, kind="Cluster",
+                metadata=k8s_args.metadata(cluster, args.namespace, k8s_args.labels("ops-db", name)),
+                spec=k8s_args.cnpg_cluster_spec(instances=args.postgres.instances,
+                                                storage_size=args.postgres.storage_size,
+                                                storage_class=args.storage_class),
+                opts=child))
+            database = (k8s_args.cnpg_app_secret(cluster), k8s_args.CNPG_URI_KEY)
+        if database is None:
             claim_name = f"{name}-data"
             depends.append(k8s.core.v1.PersistentVolumeClaim(
                 f"{name}-data",
@@ -66,12 +90,20 @@ class OpsCenter(pulumi.ComponentResource):
                 opts=child))
         spec = pulumi.Output.from_input(args.image).apply(lambda image: k8s_args.ops_deployment_spec(
             image=image, obj_labels=obj_labels, secret=f"{name}-secrets", public_url=self.url,
-            database_in_secret=args.database_url is not None, claim=claim_name))
+            database=database, claim=claim_name, scaled=args.replicas > 1, object_store=args.object_store))
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=k8s_args.metadata(name, args.namespace, obj_labels),
             spec=spec,
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends))
+        if args.replicas > 1:
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-pdb", metadata=k8s_args.metadata(name, args.namespace, obj_labels),
+                spec=k8s_args.pdb_spec(obj_labels), opts=child)
+            k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                f"{name}-hpa", metadata=k8s_args.metadata(name, args.namespace, obj_labels),
+                spec=k8s_args.hpa_spec(name, args.replicas, args.max_replicas),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]))
         service = k8s.core.v1.Service(
             f"{name}-service",
             metadata=k8s_args.metadata(name, args.namespace, obj_labels),

@@ -18,7 +18,8 @@ from joey.pipeline_config import EngineConfig
 PERSIST = "/persist"
 EDGE_PATH = "/edge"
 # Variables whose value is a credential: they may only come from a Secret (env valueFrom.secretKeyRef).
-SECRET_ENV = frozenset({envvars.EDGE_BUNDLE, envvars.OCI_PASSWORD, envvars.OPS_TOKEN, "REGISTRY_HTTP_SECRET"})
+SECRET_ENV = frozenset({envvars.EDGE_BUNDLE, envvars.OCI_PASSWORD, envvars.OPS_TOKEN, "REGISTRY_HTTP_SECRET",
+                        envvars.OPS_S3_SECRET_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY"})
 # Input fields that hold a credential wherever they appear in a resource's inputs (compared lower-case).
 SECRET_FIELDS = frozenset({"password", "token", "edge_bundle", "edgebundle", "htpasswd", ".dockerconfigjson"})
 # Helm values that would carry a credential into the Release (its state and the cluster's release history).
@@ -230,6 +231,47 @@ def edge_ingress(objects: Iterable[Mapping[str, Any]], ops_service: str) -> list
                     return []
     return [Violation("edge-ingress", f"Service/{ops_service}",
                       f"no Ingress routes {EDGE_PATH} to it on a host with TLS")]
+
+
+def _scale(deployment: Mapping[str, Any], objects: list[Mapping[str, Any]]) -> int:
+    """The most replicas a Deployment can run: its own count, or what an autoscaler aimed at it may reach."""
+    name = (deployment.get("metadata") or {}).get("name")
+    most = int((deployment.get("spec") or {}).get("replicas", 1))
+    for hpa in objects:
+        spec = hpa.get("spec") or {}
+        target = spec.get("scaleTargetRef") or {}
+        if hpa.get("kind") == "HorizontalPodAutoscaler" and target.get("kind") == "Deployment" and \
+                target.get("name") == name:
+            most = max(most, int(spec.get("maxReplicas", 1)))
+    return most
+
+
+def ops_replicas(objects: Iterable[Mapping[str, Any]]) -> list[Violation]:
+    """Ops with more than one replica shares a database that is not SQLite (nor any ReadWriteOnce claim), and a
+    PodDisruptionBudget keeps some of its pods up through a drain."""
+    objects = list(objects)
+    found = []
+    for dep in objects:
+        labels = (dep.get("metadata") or {}).get("labels") or {}
+        if dep.get("kind") != "Deployment" or labels.get("app.kubernetes.io/component") != "ops" or \
+                _scale(dep, objects) < 2:
+            continue
+        pod = pod_spec(dep) or {}
+        pod_labels = (((dep.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+        for c in pod.get("containers") or []:
+            database = _env(c).get(envvars.OPS_DATABASE) or {}
+            if str(database.get("value", "")).startswith("sqlite:"):
+                found.append(Violation("ops-replicas", subject(dep), f"container {c.get('name')}: replicas share "
+                                       f"one database; {envvars.OPS_DATABASE} must be PostgreSQL, not SQLite"))
+        if any("persistentVolumeClaim" in v for v in pod.get("volumes") or []):
+            found.append(Violation("ops-replicas", subject(dep), "replicas cannot share a ReadWriteOnce claim"))
+        if not any(p.get("kind") == "PodDisruptionBudget" and
+                   (p.get("metadata") or {}).get("namespace") == (dep.get("metadata") or {}).get("namespace") and
+                   ((p.get("spec") or {}).get("selector") or {}).get("matchLabels", {None: None}).items()
+                   <= pod_labels.items() for p in objects):
+            found.append(Violation("ops-replicas", subject(dep), "has more than one replica but no "
+                                                                 "PodDisruptionBudget selects its pods"))
+    return found
 
 
 def unique_edge_names(names: Iterable[str]) -> list[Violation]:

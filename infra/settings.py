@@ -133,6 +133,27 @@ class Edge(_Model):
         return self
 
 
+class OpsPostgres(_Model):
+    """A PostgreSQL for Ops run by an operator already in the cluster: CloudNativePG's Cluster."""
+
+    operator: Literal["cnpg"] = "cnpg"
+    instances: int = Field(2, ge=1, le=9)
+    storage_size: Quantity = "10Gi"
+
+
+class OpsObjectStore(_Model):
+    """The S3-compatible store Ops rolls logs past its hot window into (opscenter/rollup.py)."""
+
+    endpoint: Url = ""             # empty for AWS S3 itself
+    bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
+    prefix: str = Field("", pattern=r"^[A-Za-z0-9!_.*'()/-]*$")
+
+
+class ObjectStoreCredentials(_Model):
+    access_key_id: SecretStr
+    secret_access_key: SecretStr
+
+
 class StackConfig(_Model):
     """Every `joey:` key of Pulumi.yaml, by its camelCase name there."""
 
@@ -167,6 +188,11 @@ class StackConfig(_Model):
     ops_database_url: SecretStr | None
     ops_storage_size: Quantity
     ops_tls_secret: DnsLabel
+    ops_replicas: int = Field(ge=1, le=100)
+    ops_max_replicas: int = Field(ge=1, le=100)
+    ops_postgres: OpsPostgres | None
+    ops_object_store: OpsObjectStore | None
+    ops_object_store_credentials: ObjectStoreCredentials | None
 
     publishes: dict[str, Publish]
     edges: tuple[Edge, ...]
@@ -177,6 +203,15 @@ class StackConfig(_Model):
     @classmethod
     def _empty_is_unset(cls, v: Any) -> Any:
         return None if v == "" else v
+
+    @field_validator("ops_postgres", "ops_object_store", "ops_object_store_credentials", mode="before")
+    @classmethod
+    def _empty_object_is_unset(cls, v: Any) -> Any:
+        return None if v == {} else v
+
+    @property
+    def ops_on_postgres(self) -> bool:
+        return self.ops_postgres is not None or self.ops_database_url is not None
 
     @property
     def ops_endpoint(self) -> str:
@@ -206,6 +241,15 @@ class StackConfig(_Model):
             if not (self.ops_image or self.engine_image or self.build_engine_image):
                 problems.append("opsImage: required with opsMode=cluster unless engineImage or buildEngineImage "
                                 "gives the Joey image")
+        if self.ops_postgres is not None and self.ops_database_url is not None:
+            problems.append("opsPostgres: set either opsPostgres (an operator's cluster) or opsDatabaseUrl, not both")
+        if self.ops_replicas > 1 and not self.ops_on_postgres:
+            problems.append("opsReplicas: more than one replica needs PostgreSQL (opsPostgres or opsDatabaseUrl); "
+                            "SQLite on a claim serves one")
+        if self.ops_max_replicas < self.ops_replicas:
+            problems.append("opsMaxReplicas: must be at least opsReplicas")
+        if (self.ops_object_store is None) != (self.ops_object_store_credentials is None):
+            problems.append("opsObjectStoreCredentials: set together with opsObjectStore")
         if self.ops_mode == "external" and not self.ops_url:
             problems.append("opsUrl: required with opsMode=external")
         names = [e.name for e in self.edges]
@@ -234,8 +278,10 @@ class StackConfig(_Model):
         return self
 
 
-SECRET_KEYS = frozenset({"registryPassword", "opsToken", "opsDatabaseUrl", "edgeBundles"})
-_OBJECT_KEYS = frozenset({"publishes", "edges", "edgeBundles"})
+SECRET_KEYS = frozenset({"registryPassword", "opsToken", "opsDatabaseUrl", "edgeBundles",
+                         "opsObjectStoreCredentials"})
+_OBJECT_KEYS = frozenset({"publishes", "edges", "edgeBundles", "opsPostgres", "opsObjectStore",
+                          "opsObjectStoreCredentials"})
 _BOOL_KEYS = frozenset({"registryIngress", "buildEngineImage"})
 
 

@@ -67,7 +67,7 @@ def _opscenter_url(value: str) -> str:
     if not parts.hostname or parts.query or parts.fragment:
         raise BundleError("OPSCENTER_HOST: expected HOST[:PORT][/PATH]")
     try:
-        parts.port
+        _ = parts.port   # urllib checks the port only when it is read
     except ValueError:
         raise BundleError("OPSCENTER_HOST: bad port") from None
     if parts.scheme == "http" and not is_loopback(parts.hostname):
@@ -130,7 +130,7 @@ class EdgeBundle:
         return base64.b64encode(text.encode("ascii")).decode("ascii")
 
     @classmethod
-    def decode(cls, text: str) -> "EdgeBundle":
+    def decode(cls, text: str) -> EdgeBundle:
         if not isinstance(text, str):
             raise BundleError("expected base64 text")
         text = text.strip()

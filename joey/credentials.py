@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from joey.errors import ConfigError
 from joey.fsutil import write_atomic
@@ -66,7 +67,7 @@ def store_login(host: str, username: str, password: str) -> Path:
     return path
 
 
-def _read(path: Path) -> dict | None:
+def _read(path: Path) -> dict[str, Any] | None:
     try:
         config = json.loads(path.read_text())
     except FileNotFoundError:
@@ -84,7 +85,7 @@ def _normal(key: str) -> str:
     return "docker.io" if key in _DOCKER_HUB else key
 
 
-def _from_config(config: dict, host: str, path: Path) -> tuple[str, str] | None:
+def _from_config(config: dict[str, Any], host: str, path: Path) -> tuple[str, str] | None:
     host = _normal(host)
     helpers = {_normal(k): v for k, v in (config.get("credHelpers") or {}).items()}
     if host in helpers:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from joey import mediatypes
 from joey.errors import BadArtifact
@@ -17,8 +18,8 @@ class Descriptor:
     annotations: dict[str, str] = field(default_factory=dict)
     artifact_type: str | None = None
 
-    def to_json(self) -> dict:
-        d: dict = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
         if self.artifact_type:
             d["artifactType"] = self.artifact_type
         if self.annotations:
@@ -26,7 +27,7 @@ class Descriptor:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "Descriptor":
+    def from_json(cls, d: dict[str, Any]) -> Descriptor:
         try:
             return cls(d["mediaType"], d["digest"], int(d["size"]), dict(d.get("annotations") or {}),
                        d.get("artifactType"))
@@ -34,7 +35,7 @@ class Descriptor:
             raise BadArtifact("descriptor", f"malformed descriptor ({e})") from None
 
     @classmethod
-    def for_bytes(cls, media_type: str, data: bytes, **kw) -> "Descriptor":
+    def for_bytes(cls, media_type: str, data: bytes, **kw: Any) -> Descriptor:
         return cls(media_type, digest_of(data), len(data), **kw)
 
 
@@ -45,7 +46,7 @@ def digest_of(data: bytes) -> str:
 def manifest_bytes(config: Descriptor, layers: list[Descriptor], annotations: dict[str, str],
                    artifact_type: str | None = None, subject: Descriptor | None = None) -> bytes:
     """An OCI image manifest, serialised canonically so equal content gives an equal digest."""
-    m: dict = {"schemaVersion": 2, "mediaType": mediatypes.OCI_MANIFEST}
+    m: dict[str, Any] = {"schemaVersion": 2, "mediaType": mediatypes.OCI_MANIFEST}
     if artifact_type:
         m["artifactType"] = artifact_type
     m["config"] = config.to_json()
@@ -68,7 +69,7 @@ class Manifest:
     artifact_type: str | None
 
     @classmethod
-    def parse(cls, raw: bytes, where: str) -> "Manifest":
+    def parse(cls, raw: bytes, where: str) -> Manifest:
         try:
             m = json.loads(raw)
         except ValueError:

@@ -23,6 +23,12 @@ OPS_URL = "JOEY_OPS_URL"            # packager/engine: the Ops center
 OPS_TOKEN = "JOEY_OPS_TOKEN"        # packager/ops: the Ops admin bearer token
 OPS_DATABASE = "JOEY_OPS_DATABASE"  # ops: database URL, sqlite:///PATH (default sqlite:///joey-ops.db) or postgresql://...
 OPS_PUBLIC_URL = "JOEY_OPS_PUBLIC_URL"  # ops: URL edges reach Ops at (ingress); bundles name it + /edge
+# ops: the object store logs past the hot window are rolled into (docs/ops.md, "Logs in object storage")
+OPS_S3_ENDPOINT = "JOEY_OPS_S3_ENDPOINT"    # http(s)://HOST[:PORT] of an S3-compatible store (default AWS S3)
+OPS_S3_BUCKET = "JOEY_OPS_S3_BUCKET"        # unset: logs stay in the database
+OPS_S3_PREFIX = "JOEY_OPS_S3_PREFIX"        # key prefix of the Parquet objects
+OPS_S3_ACCESS_KEY_ID = "JOEY_OPS_S3_ACCESS_KEY_ID"            # else AWS_ACCESS_KEY_ID
+OPS_S3_SECRET_ACCESS_KEY = "JOEY_OPS_S3_SECRET_ACCESS_KEY"    # else AWS_SECRET_ACCESS_KEY; a secret
 PERSIST_DIR = "JOEY_PERSIST_DIR"    # engine: the persistent directory (default /persist)
 MAX_BODY = "JOEY_MAX_BODY"          # engine: request body limit
 MAX_JSON_BODY = "JOEY_MAX_JSON_BODY"  # engine: limit of a JSON request body (default 16Mi; JSON costs ~10x its size to parse)

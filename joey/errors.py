@@ -1,7 +1,66 @@
 """One error hierarchy for the packager, the engine and Ops.
 
 Each subclass builds its own message from its fields (as MLServer's errors.py does); the CLI prints
-`str(err)` plus the hint on one line, and each server maps `http_status` to a JSON answer.
+`str(err)` plus the hint on one line and exits with `exit_code`, and each server answers `http_status` with a
+JSON body. An exit code has one meaning (docs/cli.md's table; tests/packager/test_cli.py holds the two together):
+
+    2 bad input or usage · 3 not found · 4 registry · 5 integrity · 6 authentication/authorisation ·
+    7 conflict · 8 Ops unreachable, unavailable or refusing · 9 a build tool failed ·
+    1 any other failure (the engine stopped; never a code the packager gives a user's mistake)
+
+The tree (exit code, HTTP status):
+
+    JoeyError                          1  500
+    ├── SpecError                      2  400   a spec's problems, all at once (SpecIssue each)
+    ├── ModelError                     2  400
+    ├── ReferenceError_                2  400
+    ├── ConfigError                    2  500   settings: environment, flags, the command line
+    ├── BadRequest                     2  400   a request to the engine or Ops that cannot be used as it is
+    │   ├── MalformedBody              2  400
+    │   ├── MissingColumn              2  400
+    │   ├── UnboundInputs              2  400
+    │   ├── WrongWidth                 2  400
+    │   ├── RaggedColumn               2  400
+    │   ├── BadColumn                  2  400
+    │   ├── NonNumeric                 2  400
+    │   ├── NullValues                 2  400
+    │   ├── NoRows                     2  400
+    │   ├── BadLogsQuery               2  400
+    │   ├── OverLimit                  2  400
+    │   ├── DuplicateColumn            2  400
+    │   ├── ValueOutOfRange            2  400
+    │   ├── InferenceFailed            2  400
+    │   ├── PayloadTooLarge            2  413   the engine's and Ops' body limits
+    │   ├── NotAcceptable              2  406
+    │   └── UnsupportedMediaType       2  415
+    ├── NotFound                       3  404
+    ├── RegistryError                  4  502
+    ├── RegistryUnreachable            4  502
+    │   └── PlainHTTPRegistry          4  502
+    ├── ReferrersContention            4  503
+    ├── DigestMismatch                 5  502
+    ├── SizeMismatch                   5  502
+    ├── UnsafePath                     5  400
+    ├── BadArtifact                    5  502
+    ├── ArchiveTooLarge                5  400
+    ├── ToolFailed                     9  500   podman or pip, building the engine image
+    ├── NotReady                       1  503
+    ├── StoreWriteError                1  500   the engine's log store could not make records durable
+    │   └── StoreFull                  1  507   ... because its volume is full
+    ├── StoreReadError                 1  500
+    ├── OpsError                       8  500   an answer from Ops; the message is Ops' own
+    │   ├── Unauthorized               6  401
+    │   ├── Forbidden                  6  403
+    │   ├── Missing                    3  404
+    │   ├── Conflict                   7  409
+    │   └── Unavailable                8  503
+    │       └── ObjectStoreUnavailable 8  503
+    └── OpsUnreachable                 8  502
+
+The apps subclass these codes' meanings for their own failures, next to the code that raises them:
+packager (ChartError 2, ChartPushError 4, EngineImageMissing 3, ImageError and WheelError of ToolFailed 9),
+joey.signing.SignatureError 5, joey.bundle.BundleError 2, the engine (AcceleratorUnavailable 5,
+SmokeTestFailed 5, OpsRetryable 8, OpsRejected 8).
 """
 from __future__ import annotations
 
@@ -9,6 +68,7 @@ import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 
 class JoeyError(Exception):
@@ -247,23 +307,27 @@ class BadLogsQuery(BadRequest):
         super().__init__(f"bad /logs request: {detail}; send {{}} or {{\"limit\": N}}")
 
 
-class BodyTooLarge(JoeyError):
+class PayloadTooLarge(BadRequest):
+    """A request body over its server's limit: Ops' per route (its message names the route), the engine's per
+    format (`over_limit`, whose hint names the variable that raises it)."""
+
     http_status = 413
 
-    def __init__(self, limit: int, size: int | None = None, variable: str = "JOEY_MAX_BODY"):
+    @classmethod
+    def over_limit(cls, limit: int, size: int | None = None, variable: str = "JOEY_MAX_BODY") -> PayloadTooLarge:
         got = f" ({size} bytes)" if size is not None else ""
-        super().__init__(f"request body is larger than the limit of {limit} bytes{got}",
-                         hint=f"send fewer rows per request or raise {variable}")
+        return cls(f"request body is larger than the limit of {limit} bytes{got}",
+                   hint=f"send fewer rows per request or raise {variable}")
 
 
-class UnsupportedMediaType(JoeyError):
+class UnsupportedMediaType(BadRequest):
     http_status = 415
 
     def __init__(self, content_type: str, supported: tuple[str, ...]):
         super().__init__(f"unsupported Content-Type {content_type!r}; use one of: {', '.join(supported)}")
 
 
-class NotAcceptable(JoeyError):
+class NotAcceptable(BadRequest):
     http_status = 406
 
     def __init__(self, accept: str, supported: tuple[str, ...]):
@@ -277,10 +341,8 @@ class NotReady(JoeyError):
         super().__init__(f"the pipeline is not ready: {reason}")
 
 
-class InferenceFailed(JoeyError):
+class InferenceFailed(BadRequest):
     """onnxruntime refused inputs that passed our checks (e.g. a value outside a model's index range)."""
-
-    http_status = 400
 
     def __init__(self, step: str, detail: str):
         super().__init__(f"model {step!r} failed on this input: {detail}")
@@ -308,20 +370,34 @@ class ValueOutOfRange(BadRequest):
 
 
 class StoreWriteError(JoeyError):
-    """Records could not be made durable (disk full, I/O error); nothing of the failed append is kept."""
+    """Records could not be made durable (an I/O error, or a full disk: StoreFull); nothing of the failed append
+    is kept. As OSError does for an errno, constructing one gives the subclass its cause calls for."""
 
-    http_status = 507
+    http_status = 500
+
+    def __new__(cls, directory: Path, cause: OSError) -> StoreWriteError:
+        if cls is StoreWriteError and cause.errno == errno.ENOSPC:
+            cls = StoreFull
+        return super().__new__(cls, directory, cause)
 
     def __init__(self, directory: Path, cause: OSError):
         self.errno = cause.errno
         self.directory = directory
-        if cause.errno == errno.ENOSPC:
-            hint = f"the volume holding {directory} is full: free space or set LOCAL_INFERENCE_STORAGE below its size"
-        else:
-            self.http_status = 500
-            hint = "the volume reported an error; check the disk"
         reason = os.strerror(cause.errno) if cause.errno else str(cause)
-        super().__init__(f"inference log store {directory}: could not write records: {reason}", hint=hint)
+        super().__init__(f"inference log store {directory}: could not write records: {reason}",
+                         hint=self._hint(directory))
+
+    def _hint(self, directory: Path) -> str:
+        return "the volume reported an error; check the disk"
+
+
+class StoreFull(StoreWriteError):
+    """The log store's volume is full (ENOSPC): the records wait on the caller until space returns."""
+
+    http_status = 507
+
+    def _hint(self, directory: Path) -> str:
+        return f"the volume holding {directory} is full: free space or set LOCAL_INFERENCE_STORAGE below its size"
 
 
 class StoreReadError(JoeyError):
@@ -344,7 +420,6 @@ class OpsError(JoeyError):
         super().__init__(message, hint=hint)
 
 
-
 class Unauthorized(OpsError):
     exit_code = 6
     http_status = 401
@@ -365,11 +440,6 @@ class Conflict(OpsError):
     http_status = 409
 
 
-class PayloadTooLarge(OpsError):
-    exit_code = 2
-    http_status = 413
-
-
 class Unavailable(OpsError):
     """The database cannot be reached or is busy: worth retrying."""
 
@@ -384,6 +454,13 @@ class ObjectStoreUnavailable(Unavailable):
         super().__init__(f"object store: cannot {action} {url}: {cause}",
                          hint="check JOEY_OPS_S3_ENDPOINT, JOEY_OPS_S3_BUCKET and the credentials joey-ops runs "
                               "with (docs/ops.md, \"Logs in object storage\")")
+
+
+class ToolFailed(JoeyError):
+    """A program Joey runs to build something (podman, pip) failed; the message carries its last lines."""
+
+    exit_code = 9
+    http_status = 500
 
 
 class OpsUnreachable(JoeyError):
@@ -401,12 +478,23 @@ BY_STATUS: dict[int, type[JoeyError]] = {
                                     Unavailable)}
 
 
-def error_answer(response) -> tuple[str, str | None]:
+class HTTPAnswer(Protocol):
+    """What error_answer reads of a response (httpx's; the engine does not load httpx for this module)."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+    def json(self) -> Any: ...
+
+
+def error_answer(response: HTTPAnswer) -> tuple[str, str | None]:
     """(message, hint) of an error answer from Ops (the app's `_error` shape), or of whatever stood in its way
     (a proxy's HTML page, say)."""
     try:
         answer = response.json()
-        return str(answer["message"]), answer.get("hint")
+        hint = answer.get("hint")
+        return str(answer["message"]), None if hint is None else str(hint)
     except (ValueError, KeyError, TypeError):
         return f"HTTP {response.status_code}: {response.text[:200]}", None
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any
 
 from joey.errors import UnsafePath
 
@@ -31,7 +32,7 @@ def umask() -> int:
 
 
 @contextmanager
-def atomic_writer(path: Path, mode: str = "wb", *, private: bool = False) -> Iterator[IO]:
+def atomic_writer(path: Path, mode: str = "wb", *, private: bool = False) -> Iterator[IO[Any]]:
     """Write to a temp file beside `path`, fsync, then rename over it; on error the temp file is removed.
     The file gets the umask's mode, or 0600 when `private`."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,16 +9,17 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any
 
 from joey import annotations as ann
 from joey import envvars, mediatypes
 from joey.descriptor import Descriptor, Manifest
 from joey.errors import ConfigError, NotFound
-from joey.verify import copy_verified
 from joey.fsutil import atomic_writer, write_atomic
+from joey.verify import Progress, copy_verified
 
 
 def default_store() -> Path:
@@ -45,7 +46,7 @@ class OCILayout:
         self.root = Path(root)
 
     # -- structure
-    def init(self) -> "OCILayout":
+    def init(self) -> OCILayout:
         (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
         if not (self.root / "oci-layout").exists():
             write_atomic(self.root / "oci-layout",
@@ -81,7 +82,8 @@ class OCILayout:
         with self.read_blob("", digest) as f:
             return f.read()
 
-    def write_blob(self, repository: str, desc: Descriptor, src: IO[bytes] | Path, progress=None) -> bool:
+    def write_blob(self, repository: str, desc: Descriptor, src: IO[bytes] | Path,
+                   progress: Progress | None = None) -> bool:
         """Store a blob, verifying size and digest before it is moved into place. False if already there."""
         dest = self.blob_path(desc.digest)
         if dest.is_file():
@@ -103,14 +105,15 @@ class OCILayout:
         return True
 
     # -- manifests and the index
-    def read_index(self) -> list[dict]:
+    def read_index(self) -> list[dict[str, Any]]:
         try:
             with _open_readable(self.root / "index.json") as f:
-                return json.loads(f.read()).get("manifests", [])
+                manifests: list[dict[str, Any]] = json.loads(f.read()).get("manifests", [])
+                return manifests
         except FileNotFoundError:
             return []
 
-    def _write_index(self, manifests: list[dict]) -> None:
+    def _write_index(self, manifests: list[dict[str, Any]]) -> None:
         index = {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": manifests}
         write_atomic(self.root / "index.json", json.dumps(index, indent=2).encode())
 

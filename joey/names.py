@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from joey.errors import ReferenceError_
+from joey.errors import ConfigError, ReferenceError_
 
 PIPELINES = "pipelines"
 CHARTS = "charts"
@@ -59,11 +59,18 @@ def is_host(text: str) -> bool:
     return True
 
 
-def registry_target(registry: str) -> tuple[str, str]:
-    """Split a `--registry HOST[:PORT][/NAMESPACE]` into host and namespace ('' when none)."""
+def bare_registry(registry: str) -> str:
+    """HOST[:PORT][/NAMESPACE] of a `--registry` or OCI_REGISTRY value as people write it: without surrounding
+    space, trailing slashes or an oci://, https:// or http:// scheme. Not checked: registry_target checks."""
     registry = registry.strip().rstrip("/")
     for scheme in ("oci://", "https://", "http://"):
         registry = registry.removeprefix(scheme)
+    return registry
+
+
+def registry_target(registry: str) -> tuple[str, str]:
+    """Split a `--registry HOST[:PORT][/NAMESPACE]` into host and namespace ('' when none)."""
+    registry = bare_registry(registry)
     host, _, ns = registry.partition("/")
     if not is_host(host):
         raise ReferenceError_(registry, "expected --registry HOST[:PORT][/NAMESPACE]")
@@ -251,6 +258,8 @@ def chart_reference(digest: str, *, host: str | None = None, namespace: str = ""
 # A spec's `arch` (the seeds' x86/arm) or an image platform's architecture -> the image platform's.
 _PLATFORMS = {"x86": "amd64", "amd64": "amd64", "arm": "arm64", "arm64": "arm64"}
 DEFAULT_PLATFORM, DEFAULT_ACCEL = "amd64", "none"
+# What engine image variants are built for (packager image build --arch/--accel; packager.image.ORT_WHEELS).
+IMAGE_PLATFORMS, IMAGE_ACCELS = ("amd64", "arm64"), ("none", "cuda", "openvino")
 
 
 def image_platform(arch: str) -> str:
@@ -258,17 +267,22 @@ def image_platform(arch: str) -> str:
     try:
         return _PLATFORMS[arch]
     except KeyError:
-        raise ReferenceError_(f"arch {arch!r}: expected one of {', '.join(_PLATFORMS)}") from None
+        raise ConfigError("arch", f"{arch!r}: expected one of {', '.join(_PLATFORMS)}") from None
+
+
+def engine_variant(arch: str = DEFAULT_PLATFORM, accel: str = DEFAULT_ACCEL) -> str:
+    """The variant's part of an engine image tag: "" (amd64, no accelerator), arm64, cuda, arm64-cuda, ...
+    (`arch` a spec's or a platform's name)."""
+    platform = image_platform(arch)
+    return "-".join(([platform] if platform != DEFAULT_PLATFORM else []) + ([accel] if accel != DEFAULT_ACCEL else []))
 
 
 def engine_image(version: str, *, host: str | None = None, namespace: str = "", arch: str = DEFAULT_PLATFORM,
                  accel: str = DEFAULT_ACCEL) -> str:
-    """HOST/NS/engines/joey-engine:VERSION in a registry; localhost/joey-engine:VERSION as built locally. The
-    tag names the variant for another platform or an accelerator: VERSION-arm64, VERSION-cuda, VERSION-arm64-cuda
-    (`arch` a spec's or a platform's name)."""
-    platform = image_platform(arch)
-    tag = "-".join([version] + ([platform] if platform != DEFAULT_PLATFORM else [])
-                   + ([accel] if accel != DEFAULT_ACCEL else []))
+    """HOST/NS/engines/joey-engine:VERSION in a registry; localhost/joey-engine:VERSION as built locally; the
+    tag of a variant is VERSION-<engine_variant>: VERSION-arm64, VERSION-cuda, VERSION-arm64-cuda."""
+    variant = engine_variant(arch, accel)
+    tag = f"{version}-{variant}" if variant else version
     if host is None:
         return f"{LOCAL_HOST}/{ENGINE_NAME}:{tag}"
     return str(Ref(repository=engine_repository(namespace), tag=tag, host=host))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import httpx
 
 from joey import envvars
-from joey.errors import ConfigError
-
-from joey.errors import BY_STATUS, OpsError, OpsUnreachable, Unauthorized, error_answer
+from joey.errors import BY_STATUS, ConfigError, OpsError, OpsUnreachable, Unauthorized, error_answer
 
 API = "/v1/api/pipelines"
 ASSAYS_API = "/v1/api/assays"
@@ -31,13 +30,13 @@ class OpsClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "OpsClient":
+    def __enter__(self) -> OpsClient:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, action: str, endpoint: str, body: dict, api: str = API) -> Any:
+    def _call(self, action: str, endpoint: str, body: dict[str, Any], api: str = API) -> dict[str, Any]:
         try:
             r = self._http.post(f"{api}/{endpoint}", json=body)
         except httpx.ConnectError as e:
@@ -47,25 +46,26 @@ class OpsClient:
         except httpx.TransportError as e:
             raise OpsUnreachable(self.url, str(e) or type(e).__name__) from None
         if r.is_success:
-            return r.json()
+            answer: dict[str, Any] = r.json()   # every Ops endpoint answers an object (joey/opswire.py)
+            return answer
         message, hint = error_answer(r)
         if r.status_code == 401:
             raise Unauthorized(f"{action}: {message}", hint="check JOEY_OPS_TOKEN: it must be the token joey-ops "
                                                             "was started with")
         raise BY_STATUS.get(r.status_code, OpsError)(f"{action}: {message}", hint=hint)
 
-    def publish(self, record: dict) -> dict:
+    def publish(self, record: dict[str, Any]) -> dict[str, Any]:
         """Register a pushed pipeline; the answer is the record with `id`, `status`, times."""
         return self._call("publish", "publish", record)
 
-    def get_publish_status(self, publish_id: int) -> dict:
+    def get_publish_status(self, publish_id: int) -> dict[str, Any]:
         return self._call("get publish status", "get_publish_status", {"id": publish_id})
 
-    def list_publishes(self, pipeline: str) -> dict:
+    def list_publishes(self, pipeline: str) -> dict[str, Any]:
         """{"publishes": [...], "edges": [...]} of one pipeline."""
         return self._call("list publishes", "list_publishes_for_pipeline", {"pipeline_name": pipeline})
 
-    def add_edge(self, publish_id: int, name: str, tags: Sequence[str] = ()) -> dict:
+    def add_edge(self, publish_id: int, name: str, tags: Sequence[str] = ()) -> dict[str, Any]:
         """The publish with docker_run_variables.EDGE_BUNDLE and helm.values.edgeBundle for the new edge."""
         return self._call("add edge", "add_edge_to_publish",
                           {"pipeline_publish_id": publish_id, "name": name, "tags": list(tags)})
@@ -73,11 +73,12 @@ class OpsClient:
     def remove_edge(self, name: str) -> None:
         self._call("remove edge", "remove_edge", {"name": name})
 
-    def list_edges(self, pipeline: str | None = None) -> list[dict]:
-        return self._call("list edges", "list_edges", {"pipeline_name": pipeline})["edges"]
+    def list_edges(self, pipeline: str | None = None) -> list[dict[str, Any]]:
+        edges: list[dict[str, Any]] = self._call("list edges", "list_edges", {"pipeline_name": pipeline})["edges"]
+        return edges
 
     def get_logs(self, pipeline: str, *, partition: str | None = None, limit: int = 1000,
-                 dataset: Sequence[str] | None = None, after: int = 0) -> dict:
+                 dataset: Sequence[str] | None = None, after: int = 0) -> dict[str, Any]:
         """One page: {"records": [flattened records], "next": cursor or None}."""
         body: dict[str, Any] = {"pipeline_name": pipeline, "limit": limit, "after": after}
         if partition is not None:
@@ -87,7 +88,7 @@ class OpsClient:
         return self._call("get logs", "get_logs", body)
 
     def iter_logs(self, pipeline: str, *, partition: str | None = None, dataset: Sequence[str] | None = None,
-                  page_size: int = 1000) -> Iterator[dict]:
+                  page_size: int = 1000) -> Iterator[dict[str, Any]]:
         """Every record of the pipeline (or partition), oldest first, a page at a time."""
         after = 0
         while True:
@@ -102,20 +103,21 @@ class OpsClient:
     def create_assay(self, spec: dict[str, Any]) -> dict[str, Any]:
         """The assay, its baseline bins fixed: spec is {"name", "pipeline_name", "field", "baseline",
         "window", "bins"?, "metric"?, "alert_threshold"?, "partitions"?, "active"?}."""
-        return self._call("create assay", "create", spec, ASSAYS_API)  # type: ignore[no-any-return]
+        return self._call("create assay", "create", spec, ASSAYS_API)
 
     def list_assays(self, pipeline: str | None = None) -> list[dict[str, Any]]:
-        answer: dict[str, Any] = self._call("list assays", "list", {"pipeline_name": pipeline}, ASSAYS_API)
-        return answer["assays"]  # type: ignore[no-any-return]
+        assays: list[dict[str, Any]] = self._call("list assays", "list", {"pipeline_name": pipeline},
+                                                  ASSAYS_API)["assays"]
+        return assays
 
     def run_assay(self, assay_id: int, *, start: int | None = None, end: int | None = None) -> dict[str, Any]:
         """Compute (again) the complete windows starting in [start, end): {"assay", "results"}."""
         body = {k: v for k, v in {"id": assay_id, "start": start, "end": end}.items() if v is not None}
-        return self._call("run assay", "run", body, ASSAYS_API)  # type: ignore[no-any-return]
+        return self._call("run assay", "run", body, ASSAYS_API)
 
     def assay_results(self, assay_id: int, *, partition: str | None = None, start: int | None = None,
                       end: int | None = None, limit: int = 1000) -> dict[str, Any]:
         """The latest `limit` stored windows, oldest first: {"assay", "results"}."""
         body = {k: v for k, v in {"id": assay_id, "partition": partition, "start": start, "end": end,
                                   "limit": limit}.items() if v is not None}
-        return self._call("get assay results", "get_results", body, ASSAYS_API)  # type: ignore[no-any-return]
+        return self._call("get assay results", "get_results", body, ASSAYS_API)

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag, ValidationError,
-                      field_validator)
-
-from joey.names import is_dns_label
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag, ValidationError, field_validator
 
 from joey.errors import BadRequest
+from joey.names import is_dns_label
 
 MAX_TAGS = 32
 MAX_PAGE_RECORDS = 10_000
@@ -28,6 +26,8 @@ MAX_ADMIN_BYTES = 1 * 2**20       # the admin API; a publish record (helm values
 # the fields stored as JSON documents (escaped text), where any string JSON allows can be kept, NUL included.
 # Database ids are 64-bit: anything larger can name nothing (and must not reach the SQL as an overflow).
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 def dns_label(value: str, what: str) -> str:
@@ -101,7 +101,7 @@ def _publish_kind(body: Any) -> str:
     return "record"
 
 
-class PublishBody(RootModel):
+class PublishBody(RootModel[PublishRequest | PublishRecord]):
     """The body of /publish: either kind, told apart before validation so each kind's errors name its fields."""
 
     root: Annotated[Annotated[PublishRequest, Tag("ids")] | Annotated[PublishRecord, Tag("record")],
@@ -116,9 +116,7 @@ class PublishId(_Body):
 
     @property
     def value(self) -> int:
-        if (self.id is None) == (self.publish_id is None):
-            raise BadRequest("give the publish as exactly one of `id` or `publish_id`")
-        return self.id if self.id is not None else self.publish_id
+        return _exactly_one(self.id, self.publish_id, "the publish", "`id` or `publish_id`")
 
 
 class PipelineRef(_Body):
@@ -129,9 +127,16 @@ class PipelineRef(_Body):
 
     @property
     def given(self) -> int | str:
-        if (self.pipeline_id is None) == (self.pipeline_name is None):
-            raise BadRequest("give the pipeline as exactly one of `pipeline_id` or `pipeline_name`")
-        return self.pipeline_id if self.pipeline_id is not None else self.pipeline_name
+        return _exactly_one(self.pipeline_id, self.pipeline_name, "the pipeline", "`pipeline_id` or `pipeline_name`")
+
+
+def _exactly_one(first: A | None, second: B | None, what: str, fields: str) -> A | B:
+    """The one of two alternative fields that was given; BadRequest for both or neither."""
+    if first is not None and second is None:
+        return first
+    if second is not None and first is None:
+        return second
+    raise BadRequest(f"give {what} as exactly one of {fields}")
 
 
 class ListPipelines(_Body):

@@ -34,11 +34,11 @@ class TensorSig:
     type: str
     shape: tuple[int | str | None, ...] | None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "shape": None if self.shape is None else list(self.shape)}
 
     @classmethod
-    def from_json(cls, d: dict) -> "TensorSig":
+    def from_json(cls, d: dict[str, Any]) -> TensorSig:
         shape = d.get("shape")
         return cls(d["name"], d["type"], None if shape is None else tuple(shape))
 
@@ -95,7 +95,7 @@ class StepConfig:
         """The digest of that manifest: how the pipeline config references the model artifact."""
         return digest_of(self.modelpack_manifest())
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         m = self.model
         return {
             "name": self.name,
@@ -115,7 +115,7 @@ class StepConfig:
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "StepConfig":
+    def from_json(cls, d: dict[str, Any]) -> StepConfig:
         tf = d.get("tensor_fields")
         return cls(
             name=d["name"], file=d["file"], source_path=d.get("source_path", d["file"]),
@@ -141,7 +141,7 @@ class EngineConfig:
     arch: str = "x86"
     accel: str = "none"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         limits: dict[str, Any] = {"cpu": float(self.cpus), "memory": self.memory}
         if self.gpus:
             limits["nvidia.com/gpu"] = self.gpus
@@ -154,7 +154,7 @@ class EngineConfig:
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "EngineConfig":
+    def from_json(cls, d: dict[str, Any]) -> EngineConfig:
         resources = d["engine"]["resources"]
         # Artifacts made before the seeds' shape kept accel/arch beside `resources`: they still load.
         placed = {**d["engine"], **resources}
@@ -173,7 +173,7 @@ class PipelineConfig:
     engine: EngineConfig = EngineConfig()
     version: str = ""   # filled by with_version(); empty only while being built
 
-    def _body(self) -> dict:
+    def _body(self) -> dict[str, Any]:
         return {
             "schemaVersion": SCHEMA_VERSION,
             "mediaType": mediatypes.PIPELINE_CONFIG,
@@ -184,12 +184,12 @@ class PipelineConfig:
             "engine_config": self.engine.to_json(),
         }
 
-    def with_version(self) -> "PipelineConfig":
+    def with_version(self) -> PipelineConfig:
         """This config with its content-derived version set."""
         digest = canonical_json(self._body()).decode()
         return replace(self, version=str(uuid.uuid5(PIPELINE_NS, digest)))
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         assert self.version, "call with_version() first"
         return {**self._body(), "version": self.version}
 
@@ -197,7 +197,7 @@ class PipelineConfig:
         return canonical_json(self.to_json())
 
     @classmethod
-    def from_json(cls, d: dict) -> "PipelineConfig":
+    def from_json(cls, d: dict[str, Any]) -> PipelineConfig:
         if d.get("schemaVersion") != SCHEMA_VERSION:
             raise ValueError(f"unsupported pipeline config schemaVersion {d.get('schemaVersion')!r}")
         return cls(
@@ -209,5 +209,5 @@ class PipelineConfig:
         )
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "PipelineConfig":
+    def from_bytes(cls, data: bytes) -> PipelineConfig:
         return cls.from_json(json.loads(data))

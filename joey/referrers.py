@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from joey import mediatypes
 from joey.descriptor import Descriptor, Manifest, digest_of, manifest_bytes
@@ -47,7 +48,7 @@ MAX_INDEX = 4 * 2**20
 INDEX_ATTEMPTS = 12
 SETTLE_S = (0.05, 0.25)
 
-Replaces = Callable[[dict, dict], bool]
+Replaces = Callable[[dict[str, Any], dict[str, Any]], bool]
 
 
 def fallback_tag(digest: str, suffix: str) -> str:
@@ -71,7 +72,7 @@ def image_config(layers: list[Descriptor]) -> bytes:
 
 # ---------------------------------------------------------------- writing
 
-def same_type(old: dict, new: dict) -> bool:
+def same_type(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """The default for `register`: a subject has one current referrer of each artifactType (a new signature
     manifest carries the old signatures along; a record or an SBOM is rewritten whole)."""
     return old.get("artifactType") == new.get("artifactType")
@@ -79,7 +80,7 @@ def same_type(old: dict, new: dict) -> bool:
 
 def same_type_and(*annotations: str) -> Replaces:
     """Replace only a referrer of the same artifactType whose `annotations` match too (one per signing key)."""
-    def replaces(old: dict, new: dict) -> bool:
+    def replaces(old: dict[str, Any], new: dict[str, Any]) -> bool:
         a, b = old.get("annotations") or {}, new.get("annotations") or {}
         return same_type(old, new) and all(a.get(k) == b.get(k) for k in annotations)
     return replaces
@@ -148,12 +149,12 @@ def register(target: Target, repository: str, raw: bytes, *, replaces: Replaces 
     raise ReferrersContention(f"{repository}:{tag}", INDEX_ATTEMPTS)
 
 
-def index_bytes(entries: list[dict]) -> bytes:
+def index_bytes(entries: list[dict[str, Any]]) -> bytes:
     return json.dumps({"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": entries},
                       separators=(",", ":")).encode()
 
 
-def read_index(target: Target, repository: str, digest: str) -> tuple[str | None, list[dict]]:
+def read_index(target: Target, repository: str, digest: str) -> tuple[str | None, list[dict[str, Any]]]:
     """(the index tag's digest, its entries) for `digest`; (None, []) while there is none."""
     tag = index_tag(digest)
     try:
@@ -213,7 +214,7 @@ class Referrer:
     found_via: list[str] = field(default_factory=list)   # "referrers API", "index sha256-…", "tag sha256-….sig"
     annotations: dict[str, str] = field(default_factory=dict)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"digest": self.digest, "artifactType": self.artifact_type, "kind": kind(self.artifact_type),
                 "found_via": self.found_via, "annotations": self.annotations}
 
@@ -242,14 +243,15 @@ def find(target: Target, repository: str, digest: str) -> list[Referrer]:
     return list(found.values())
 
 
-def _listed(target: Target, repository: str, digest: str) -> list[dict] | None:
+def _listed(target: Target, repository: str, digest: str) -> list[dict[str, Any]] | None:
     """The referrers API's answer; None from a layout (it has only tags) or a registry without the API (404,
     or a 4xx some registries give routes they do not know)."""
     listing = getattr(target, "referrers", None)
     if listing is None:
         return None
     try:
-        return listing(digest, repository)
+        answer: list[dict[str, Any]] | None = listing(digest, repository)
+        return answer
     except RegistryError as e:
         if 400 <= e.status < 500 and e.status not in (401, 403):
             return None

@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import os
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any
 
 import oras.provider
 import requests
@@ -20,6 +21,7 @@ import requests
 from joey import credentials, envvars, mediatypes
 from joey.descriptor import Descriptor, digest_of
 from joey.errors import DigestMismatch, NotFound, PlainHTTPRegistry, RegistryError, RegistryUnreachable
+from joey.verify import Progress
 
 _CHUNK = 4 * 2**20
 TIMEOUT = (10, 300)  # connect, read
@@ -31,13 +33,13 @@ _DO_REQUEST = getattr(oras.provider.Registry.do_request, "__wrapped__", oras.pro
 class _Body:
     """A file body for requests that reports progress and can be rewound for an auth retry."""
 
-    def __init__(self, f: IO[bytes], size: int, progress=None):
+    def __init__(self, f: IO[bytes], size: int, progress: Progress | None = None):
         self.f, self.size, self.progress = f, size, progress
 
     def __len__(self) -> int:
         return self.size
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         while chunk := self.f.read(_CHUNK):
             if self.progress:
                 self.progress(len(chunk))
@@ -68,7 +70,8 @@ class Registry:
     def url(self, path: str) -> str:
         return f"{self.scheme}://{self.host}/v2/{path}"
 
-    def _request(self, method: str, url: str, *, action: str, ok=(200,), **kw) -> requests.Response:
+    def _request(self, method: str, url: str, *, action: str, ok: tuple[int, ...] = (200,),
+                 **kw: Any) -> requests.Response:
         headers = kw.pop("headers", {}) or {}
         try:
             self._authenticate_once()
@@ -76,7 +79,7 @@ class Registry:
                 headers.setdefault("Authorization", f"Basic {self._basic}")
             # oras-py's do_request is wrapped in a retry that sleeps ~2 minutes on a dead registry and would resend
             # an already-consumed streamed body; callers here decide about retrying (the engine backs off itself).
-            r = _DO_REQUEST(self._oras, url, method, headers=headers, **kw)
+            r: requests.Response = _DO_REQUEST(self._oras, url, method, headers=headers, **kw)
         except requests.exceptions.SSLError as e:
             raise _tls_error(self.host, e) from None
         except requests.exceptions.ConnectionError as e:
@@ -113,7 +116,8 @@ class Registry:
         r = self._request("HEAD", self.url(f"{repository}/blobs/{digest}"), action="check blob", ok=(200, 404))
         return r.status_code == 200
 
-    def write_blob(self, repository: str, desc: Descriptor, src: IO[bytes] | Path, progress=None) -> bool:
+    def write_blob(self, repository: str, desc: Descriptor, src: IO[bytes] | Path,
+                   progress: Progress | None = None) -> bool:
         """Upload a blob (POST then one monolithic PUT, streamed). False when the registry already has it."""
         if self.blob_exists(repository, desc.digest):
             return False
@@ -175,7 +179,7 @@ class Registry:
                 url = nxt if nxt.startswith("http") else f"{self.scheme}://{self.host}{nxt}"
         return out
 
-    def referrers(self, digest: str, repository: str) -> list[dict] | None:
+    def referrers(self, digest: str, repository: str) -> list[dict[str, Any]] | None:
         """The referrers API's listing; None when the registry has no such API (the spec forbids a 404 from one
         that has it: distribution 2.8 answers 404)."""
         r = self._request("GET", self.url(f"{repository}/referrers/{digest}"), action="list referrers",
@@ -191,7 +195,7 @@ class Registry:
 
 
 @contextmanager
-def _nullctx(f):
+def _nullctx(f: IO[bytes]) -> Iterator[IO[bytes]]:
     yield f
 
 

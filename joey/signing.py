@@ -14,6 +14,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -112,7 +113,7 @@ def load_signing_key(path: str | Path, what: str = "--sign-key") -> SigningKey:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as e:
         raise ConfigError(what, f"{path} is not an unencrypted PEM private key ({e})") from None
-    if not _supported(key):
+    if not isinstance(key, _PRIVATE_KINDS) or not _on_p256(key):
         raise ConfigError(what, f"{path} is a {type(key).__name__}; use ECDSA P-256 (`packager keygen`) or Ed25519")
     return SigningKey(key)
 
@@ -131,15 +132,20 @@ def load_public_key(text_or_path: str, what: str = "--key") -> PublicKey:
         key = serialization.load_pem_public_key(data)
     except ValueError as e:
         raise ConfigError(what, f"{source} is not a PEM public key ({e})") from None
-    if not _supported(key):
+    if not isinstance(key, _PUBLIC_KINDS) or not _on_p256(key):
         raise ConfigError(what, f"{source} is a {type(key).__name__}; expected ECDSA P-256 or Ed25519")
     return PublicKey(key)
 
 
-def _supported(key) -> bool:
-    if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
-        return True
-    return isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) and \
+# The key kinds Joey signs and verifies with: ECDSA (on P-256 only, see _on_p256) and Ed25519.
+_PRIVATE_KINDS = (ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)
+_PUBLIC_KINDS = (ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)
+
+
+def _on_p256(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | ec.EllipticCurvePublicKey
+             | ed25519.Ed25519PublicKey) -> bool:
+    """False for an ECDSA key on a curve other than P-256 (cosign's and our keygen's curve)."""
+    return not isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) or \
         isinstance(key.curve, ec.SECP256R1)
 
 
@@ -196,7 +202,7 @@ class Signed:
     signature: str        # the signature manifest's digest
     tag: str              # its cosign tag
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
@@ -261,7 +267,7 @@ class Verified:
     key: str              # the key's fingerprint
     signed_at: int | None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 

@@ -6,13 +6,14 @@ the manifest goes last, so a tag never points at missing content.
 """
 from __future__ import annotations
 
+import io
 import os
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ContextManager, Iterator, Protocol
-import io
+from typing import IO, Protocol
 
 from joey import annotations as ann
 from joey import mediatypes
@@ -23,15 +24,24 @@ from joey.layout import OCILayout, default_store
 from joey.names import Ref
 from joey.pipeline_config import PipelineConfig
 from joey.registry import Registry
-from joey.verify import copy_verified
+from joey.verify import Progress, copy_verified
 
 PARALLEL_UPLOADS = 4
 
 
 class Target(Protocol):
+    """Where artifacts are kept: an `OCILayout` on disk or a `Registry`; every copy goes from one to another.
+
+    Repositories are paths such as `ns/pipelines/name`; digests are `sha256:...`. `write_blob` verifies what it
+    stores against `desc` and answers False when the blob was already there; `read_blob` is a context yielding a
+    binary stream; `resolve` answers a tag or digest with (manifest bytes, media type, digest); `write_manifest`
+    stores a manifest (tagging it when `tag` is given) and answers its digest.
+    """
+
     def blob_exists(self, repository: str, digest: str) -> bool: ...
-    def write_blob(self, repository: str, desc: Descriptor, src, progress=None) -> bool: ...
-    def read_blob(self, repository: str, digest: str): ...
+    def write_blob(self, repository: str, desc: Descriptor, src: IO[bytes] | Path,
+                   progress: Progress | None = None) -> bool: ...
+    def read_blob(self, repository: str, digest: str) -> AbstractContextManager[IO[bytes]]: ...
     def resolve(self, repository: str, reference: str) -> tuple[bytes, str, str]: ...
     def write_manifest(self, repository: str, tag: str | None, raw: bytes, media_type: str) -> str: ...
     def tags(self, repository: str) -> list[str]: ...
@@ -57,7 +67,7 @@ class CopyResult:
 
 # A progress display: given the total bytes and a label, a context yielding a callback fed each chunk's size
 # (or None for no display). The kernel shows none; the packager's CLI passes a terminal one.
-ProgressFactory = Callable[[int, str], ContextManager[Callable[[int], None] | None]]
+ProgressFactory = Callable[[int, str], AbstractContextManager[Progress | None]]
 
 
 @contextmanager
@@ -76,12 +86,14 @@ def copy(src: Target, src_repo: str, reference: str, dst: Target, dst_repo: str,
         # of one per blob and the manifest's (a republish of unchanged content).
         return CopyResult(digest, skipped=list(dict.fromkeys(b.digest for b in blobs)))
     result = CopyResult(digest)
-    todo = []
+    todo: list[Descriptor] = []
     for d in dict((b.digest, b) for b in blobs).values():
-        (todo if not dst.blob_exists(dst_repo, d.digest) else result.skipped).append(d)
-    result.skipped = [d.digest for d in result.skipped]
+        if dst.blob_exists(dst_repo, d.digest):
+            result.skipped.append(d.digest)
+        else:
+            todo.append(d)
 
-    def one(d: Descriptor, advance: Callable[[int], None] | None) -> None:
+    def one(d: Descriptor, advance: Progress | None) -> None:
         with src.read_blob(src_repo, d.digest) as f:
             if dst.write_blob(dst_repo, d, f, advance):
                 result.uploaded.append(d.digest)
@@ -152,7 +164,7 @@ def pull_to_dir(src: Target, repository: str, reference: str, out_dir: Path, *,
     return Pulled(manifest, config_bytes, {layer.annotations[ann.TITLE]: p for layer, p in targets})
 
 
-def _preallocate(out, size: int) -> None:
+def _preallocate(out: IO[bytes], size: int) -> None:
     """Reserve the file's blocks before writing: the filesystem then takes the writes without allocating as it
     goes (a 256 MiB pull: 0.41 s instead of 0.46 s p50 here). Only a hint: not every filesystem can."""
     try:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ast
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
+from functools import reduce
+from itertools import pairwise
 
 import numpy as np
 
@@ -37,7 +39,7 @@ class Validation:
         if arr.ndim == 0:
             return np.full(rows, bool(arr))
         arr = arr.reshape(rows, -1).astype(bool)
-        return arr.any(axis=1)
+        return np.asarray(arr.any(axis=1))
 
 
 def parse(name: str, expression: str) -> Validation:
@@ -85,32 +87,25 @@ def _column(arr: np.ndarray) -> np.ndarray:
     return arr.reshape(arr.shape[0], -1) if arr.ndim >= 2 else arr
 
 
-def _eval(node: ast.AST, outputs: Mapping[str, np.ndarray]):
+def _eval(node: ast.AST, outputs: Mapping[str, np.ndarray]) -> np.ndarray | int | float:
     match node:
-        case ast.Constant(value=v):
+        case ast.Constant(value=int(v) | float(v)):   # _check admits no other constant
             return v
         case ast.Attribute(attr=attr):
             return _column(outputs[attr])
-        case ast.Subscript(value=ast.Attribute(attr=attr), slice=ast.Constant(value=i)):
+        case ast.Subscript(value=ast.Attribute(attr=attr), slice=ast.Constant(value=int(i))):
             arr = np.asarray(outputs[attr])
             return arr.reshape(arr.shape[0], -1)[:, i]
         case ast.Compare(left=left, ops=ops, comparators=comps):
-            result, lhs = None, _eval(left, outputs)
-            for op, comp in zip(ops, comps):
-                rhs = _eval(comp, outputs)
-                part = _CMP[type(op)](lhs, rhs)
-                result = part if result is None else np.logical_and(result, part)
-                lhs = rhs
-            return result
+            # a < b < c is (a < b) and (b < c), each operand evaluated once
+            operands = [_eval(n, outputs) for n in (left, *comps)]
+            parts = [_CMP[type(op)](a, b) for op, (a, b) in zip(ops, pairwise(operands), strict=True)]
+            return np.asarray(reduce(np.logical_and, parts))
         case ast.BoolOp(op=op, values=values):
             combine = np.logical_and if isinstance(op, ast.And) else np.logical_or
-            parts = [_eval(v, outputs) for v in values]
-            result = parts[0]
-            for p in parts[1:]:
-                result = combine(result, p)
-            return result
+            return np.asarray(reduce(combine, [_eval(v, outputs) for v in values]))
         case ast.BinOp(left=left, op=op, right=right):
-            return _BIN[type(op)](_eval(left, outputs), _eval(right, outputs))
+            return np.asarray(_BIN[type(op)](_eval(left, outputs), _eval(right, outputs)))
         case ast.UnaryOp(op=ast.Not(), operand=operand):
             return np.logical_not(_eval(operand, outputs))
         case ast.UnaryOp(op=ast.USub(), operand=operand):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO
 
@@ -10,8 +11,12 @@ from joey.errors import DigestMismatch, SizeMismatch
 
 CHUNK = 4 * 2**20
 
+# Fed each chunk's size as it passes (a progress bar's advance); None shows nothing.
+Progress = Callable[[int], None]
 
-def copy_verified(src: IO[bytes], out: IO[bytes] | None, desc: Descriptor, what: str, progress=None) -> None:
+
+def copy_verified(src: IO[bytes], out: IO[bytes] | None, desc: Descriptor, what: str,
+                  progress: Progress | None = None) -> None:
     """Copy `src` to `out` (or only read it when None). Raises before the caller renames anything into place.
 
     A blob larger than one chunk is written on a second thread, one chunk behind the reading and hashing
@@ -21,7 +26,7 @@ def copy_verified(src: IO[bytes], out: IO[bytes] | None, desc: Descriptor, what:
         _copy(src, out.write if out is not None else None, desc, what, progress)
         return
     with ThreadPoolExecutor(1, thread_name_prefix="blob-writer") as writer:
-        pending: list[Future] = []
+        pending: list[Future[int]] = []
 
         def write(chunk: bytes) -> None:
             if pending:
@@ -33,7 +38,8 @@ def copy_verified(src: IO[bytes], out: IO[bytes] | None, desc: Descriptor, what:
             pending.pop().result()
 
 
-def _copy(src: IO[bytes], write, desc: Descriptor, what: str, progress) -> None:
+def _copy(src: IO[bytes], write: Callable[[bytes], object] | None, desc: Descriptor, what: str,
+          progress: Progress | None) -> None:
     h, n = hashlib.sha256(), 0
     while chunk := src.read(CHUNK):
         n += len(chunk)

@@ -3,7 +3,8 @@
     JOEY_OPS_TOKEN=... joey-ops --host 127.0.0.1 --port 8090 --database sqlite:///ops.db \
         --public-url https://ops.example.com --edge-registry edge-registry.example.com/edge
 
-The edge registry's password is read from the environment only (a flag would show in `ps`), and never logged.
+The edge registry's password and the object store's secret key are read from the environment only (a flag would
+show in `ps`), and never logged.
 """
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ from joey import envvars
 from joey.bundle import is_loopback
 from joey.errors import ConfigError, JoeyError
 
+from opscenter import objectstore
 from opscenter.app import create_app
+from opscenter.objectstore import ObjectStoreSettings
 from opscenter.publisher import DEFAULT_LEASE_S, EdgeRegistry, PublishSettings, RegistryAccess
+from opscenter.rollup import DEFAULT_HOT_HOURS, DEFAULT_HOT_RECORDS, DEFAULT_INTERVAL_S, RollupSettings
 
 MIN_TOKEN_CHARS = 16
 # Ops' own settings for publishing (only joey-ops reads them).
@@ -31,6 +35,10 @@ BUILD_REGISTRY_USERNAME = "JOEY_OPS_BUILD_REGISTRY_USERNAME"
 BUILD_REGISTRY_PASSWORD = "JOEY_OPS_BUILD_REGISTRY_PASSWORD"
 BUILD_REGISTRY_PLAIN_HTTP = "JOEY_OPS_BUILD_REGISTRY_PLAIN_HTTP"
 PUBLISH_LEASE = "JOEY_OPS_PUBLISH_LEASE"
+# The roll-up of logs into the object store (opscenter/rollup.py; the store's own: opscenter/objectstore.py).
+HOT_HOURS = "JOEY_OPS_HOT_HOURS"
+HOT_RECORDS = "JOEY_OPS_HOT_RECORDS"
+ROLLUP_INTERVAL = "JOEY_OPS_ROLLUP_INTERVAL"
 
 
 def _flag(given: bool, name: str) -> bool:
@@ -58,17 +66,35 @@ def _publishing(args: argparse.Namespace) -> PublishSettings | None:
                    _flag(args.edge_registry_plain_http, EDGE_REGISTRY_PLAIN_HTTP))
     build = _access(None, BUILD_REGISTRY_USERNAME, BUILD_REGISTRY_PASSWORD,
                     _flag(args.build_registry_plain_http, BUILD_REGISTRY_PLAIN_HTTP))
-    lease_text = args.publish_lease or os.environ.get(PUBLISH_LEASE) or str(DEFAULT_LEASE_S)
-    try:
-        lease = float(lease_text)
-    except ValueError:
-        lease = 0.0
-    if not 0 < lease < float("inf"):
-        raise ConfigError("--publish-lease", f"{lease_text!r} is not a positive number of seconds")
+    lease = _positive(args.publish_lease, PUBLISH_LEASE, DEFAULT_LEASE_S, "--publish-lease")
     try:
         return PublishSettings(EdgeRegistry.parse(target, edge), build, lease)
     except JoeyError as e:
         raise ConfigError("--edge-registry", e.one_line()) from None
+
+
+def _positive(given: str | None, variable: str, default: float, flag: str) -> float:
+    text = given or os.environ.get(variable) or str(default)
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise ConfigError(flag, f"{text!r} is not a positive number")
+    return value
+
+
+def _rollup(args: argparse.Namespace) -> RollupSettings | None:
+    """Where logs past the hot window go (--s3-bucket), and how big the window is; None: not configured."""
+    store = ObjectStoreSettings.configured(args.s3_endpoint, args.s3_bucket, args.s3_prefix)
+    if store is None:
+        return None
+    records = _positive(args.hot_records, HOT_RECORDS, DEFAULT_HOT_RECORDS, "--hot-records")
+    if not records.is_integer():
+        raise ConfigError("--hot-records", f"{records!r} is not a whole number of records")
+    return RollupSettings(store, _positive(args.hot_hours, HOT_HOURS, DEFAULT_HOT_HOURS, "--hot-hours"),
+                          int(records), _positive(args.rollup_interval, ROLLUP_INTERVAL, DEFAULT_INTERVAL_S,
+                                                  "--rollup-interval"))
 
 
 def _settings(args: argparse.Namespace) -> tuple[str, str, str]:
@@ -107,12 +133,25 @@ def main(argv: list[str] | None = None) -> int:
                         f"${BUILD_REGISTRY_PASSWORD}")
     p.add_argument("--publish-lease", help=f"seconds a publisher's claim on a publish lasts unrenewed before another "
                                            f"takes it over (default ${PUBLISH_LEASE}, else {DEFAULT_LEASE_S:.0f})")
+    p.add_argument("--s3-bucket", help=f"roll logs past the hot window into Parquet in this S3 bucket (default "
+                                       f"${objectstore.BUCKET}; unset: logs stay in the database); credentials: "
+                                       f"${objectstore.ACCESS_KEY_IDS[0]} and ${objectstore.SECRET_ACCESS_KEYS[0]} "
+                                       f"(or ${objectstore.ACCESS_KEY_IDS[1]}, ${objectstore.SECRET_ACCESS_KEYS[1]})")
+    p.add_argument("--s3-endpoint", help=f"http(s)://HOST[:PORT] of an S3-compatible store (default "
+                                         f"${objectstore.ENDPOINT}, else AWS S3)")
+    p.add_argument("--s3-prefix", help=f"key prefix of the Parquet objects (default ${objectstore.PREFIX}, else none)")
+    p.add_argument("--hot-hours", help=f"hours of logs kept in the database (default ${HOT_HOURS}, else "
+                                       f"{DEFAULT_HOT_HOURS:g})")
+    p.add_argument("--hot-records", help=f"most records kept in the database per pipeline and edge (default "
+                                         f"${HOT_RECORDS}, else {DEFAULT_HOT_RECORDS})")
+    p.add_argument("--rollup-interval", help=f"seconds between roll-ups (default ${ROLLUP_INTERVAL}, else "
+                                             f"{DEFAULT_INTERVAL_S:g})")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         token, public_url, database = _settings(args)
-        app = create_app(database, token, public_url, publishing=_publishing(args))
+        app = create_app(database, token, public_url, publishing=_publishing(args), rollup=_rollup(args))
     except JoeyError as e:
         print(f"joey-ops: {e.one_line()}", file=sys.stderr)
         return e.exit_code

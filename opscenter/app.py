@@ -33,6 +33,7 @@ from opscenter.db import Database
 from joey.errors import BadRequest, PayloadTooLarge, Unauthorized
 from opscenter.schema import STATEMENTS
 from opscenter.publisher import PublishSettings
+from opscenter.rollup import Rollup, RollupSettings
 from opscenter.service import EDGE_PATH, OpsService
 
 log = logging.getLogger("joey.ops")
@@ -139,9 +140,11 @@ def _error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(database_url: str, admin_token: str, public_url: str, *,
-               clock: Callable[[], float] = time.time, publishing: PublishSettings | None = None) -> Starlette:
+               clock: Callable[[], float] = time.time, publishing: PublishSettings | None = None,
+               rollup: RollupSettings | None = None) -> Starlette:
     """The app, its schema created. `app.state.clock` is read on every call, so tests can move time. With
-    `publishing` (an edge registry) the app publishes registered pipeline versions itself, in the background."""
+    `publishing` (an edge registry) the app publishes registered pipeline versions itself, in the background;
+    with `rollup` (an object store) it rolls logs past the hot window into Parquet there, in the background."""
     db = Database(database_url)
     db.create_schema(STATEMENTS)
     admin_digest = hashlib.sha256(admin_token.encode()).digest()
@@ -156,7 +159,8 @@ def create_app(database_url: str, admin_token: str, public_url: str, *,
     app = Starlette(lifespan=lifespan, exception_handlers={Exception: _error, HTTPException: _error,
                                                            JoeyError: _error})
     app.state.clock = clock
-    service = OpsService(db, public_url, clock=lambda: app.state.clock(), publishing=publishing)
+    service = OpsService(db, public_url, clock=lambda: app.state.clock(), publishing=publishing,
+                         rollup=Rollup(db, rollup, lambda: app.state.clock()) if rollup else None)
     parsing = anyio.CapacityLimiter(PARSE_SLOTS)
 
     def admin(request: Request) -> None:

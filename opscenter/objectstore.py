@@ -9,24 +9,23 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Mapping
+from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from joey import envvars
 from joey.errors import ConfigError, ObjectStoreUnavailable
 
-ENDPOINT = "JOEY_OPS_S3_ENDPOINT"
-BUCKET = "JOEY_OPS_S3_BUCKET"
-PREFIX = "JOEY_OPS_S3_PREFIX"
+ENDPOINT, BUCKET, PREFIX = envvars.OPS_S3_ENDPOINT, envvars.OPS_S3_BUCKET, envvars.OPS_S3_PREFIX
 REGION = "JOEY_OPS_S3_REGION"
 # Ops' own names first, then the AWS SDKs' conventional ones.
-ACCESS_KEY_IDS = ("JOEY_OPS_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID")
-SECRET_ACCESS_KEYS = ("JOEY_OPS_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY")
+ACCESS_KEY_IDS = (envvars.OPS_S3_ACCESS_KEY_ID, "AWS_ACCESS_KEY_ID")
+SECRET_ACCESS_KEYS = (envvars.OPS_S3_SECRET_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY")
 DEFAULT_REGION = "us-east-1"
 
 # What a Parquet file holds per record; pipeline, partition and date are in its key. `record` is the record as
@@ -86,7 +85,7 @@ class ObjectStore:
             anonymous=s.access_key_id is None and bool(s.endpoint))
 
     def new_key(self, pipeline: str, partition: str, day_start: float) -> str:
-        date = datetime.fromtimestamp(day_start, timezone.utc).strftime("%Y-%m-%d")
+        date = datetime.fromtimestamp(day_start, UTC).strftime("%Y-%m-%d")
         segments = [_hive("pipeline", pipeline), _hive("partition", partition), _hive("date", date),
                     f"{uuid.uuid4()}.parquet"]
         return "/".join([self.settings.prefix, *segments] if self.settings.prefix else segments)

@@ -62,7 +62,7 @@ OPERATIONS: list[tuple[str, type[BaseModel], str, str, dict[str, Any]]] = [
 ]
 # Errors that only some routes answer; a 500 otherwise is a bug.
 _MORE_ERRORS = {f"{API}/publish": {"500": "a publish by ids on an Ops center without an edge registry (--edge-registry)"}}
-_SECURITY = {"admin": [{"adminToken": []}], "edge": [{"edgeCredential": []}], "none": []}
+_SECURITY: dict[str, list[dict[str, list[str]]]] = {"admin": [{"adminToken": []}], "edge": [{"edgeCredential": []}], "none": []}
 
 
 def _error(description: str) -> dict[str, Any]:

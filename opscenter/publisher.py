@@ -19,14 +19,30 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass, field
-from typing import Callable
 
-from joey.errors import (DigestMismatch, JoeyError, NotFound, PlainHTTPRegistry, RegistryError, RegistryUnreachable,
-                         Unavailable)
-from joey.names import (ENGINES, chart_reference, chart_repository, chart_url, image_parts, parse, pipeline_ref,
-                        registry_target)
+from joey.errors import (
+    DigestMismatch,
+    JoeyError,
+    NotFound,
+    PlainHTTPRegistry,
+    RegistryError,
+    RegistryUnreachable,
+    Unavailable,
+)
+from joey.names import (
+    Ref,
+    chart_reference,
+    chart_repository,
+    chart_url,
+    engine_repository,
+    image_parts,
+    parse,
+    pipeline_ref,
+    registry_target,
+)
 from joey.referrers import SUFFIXES, fallback_tag
 from joey.registry import Registry
 from joey.transfer import copy
@@ -264,12 +280,13 @@ class Publisher:
                      e.one_line())
             return None
         edge = self.settings.edge
-        repo = "/".join(p for p in (edge.namespace, ENGINES, ref.repository.rsplit("/", 1)[-1]) if p)
+        repo = engine_repository(edge.namespace, ref.repository.rsplit("/", 1)[-1])
         digest = _copy_verified(src, ref.repository, ref.reference, dst, repo, ref.tag)
-        # The reference keeps the source's form: its tag, its digest pin, or both.
-        at = (f":{ref.tag}" if ref.tag else "") + (f"@{ref.digest}" if ref.digest else "") or ":latest"
-        log.info("engine image %s copied as %s/%s%s (%s)", engine_url, edge.host, repo, at, digest)
-        return f"{edge.host}/{repo}{at}"
+        # The copy keeps the source's pin: its digest when it has one (skopeo and podman refuse :TAG@sha256:…),
+        # else its tag.
+        copied = str(Ref(repo, tag=ref.tag or "latest", digest=ref.digest, host=edge.host))
+        log.info("engine image %s copied as %s (%s)", engine_url, copied, digest)
+        return copied
 
 
 def _copy_verified(src, src_repo: str, reference: str, dst, dst_repo: str, tag: str | None) -> str:

@@ -140,4 +140,19 @@ STATEMENTS = (
         computed_at {REAL} NOT NULL,
         UNIQUE (assay_id, partition, window_start))""",
     "CREATE INDEX IF NOT EXISTS logs_by_time ON logs (pipeline_name, partition, time)",
+    # Logs rolled into the object store (opscenter/rollup.py): one row per Parquet object, named while its batch
+    # (one partition's records of one UTC day, ids min_id..max_id) is written under a claim, done once the
+    # object is verified and the batch's rows deleted from `logs`. Done rows are the archive's catalog.
+    """CREATE TABLE IF NOT EXISTS log_objects (
+        key TEXT PRIMARY KEY,
+        pipeline_name TEXT NOT NULL,
+        partition TEXT NOT NULL,
+        day_start {REAL} NOT NULL,
+        min_id BIGINT NOT NULL,
+        max_id BIGINT NOT NULL,
+        records BIGINT,
+        claimed_by TEXT,
+        claimed_at {REAL},
+        done_at {REAL})""",
+    "CREATE INDEX IF NOT EXISTS log_objects_by_pipeline ON log_objects (pipeline_name, max_id)",
 )

@@ -24,6 +24,7 @@ from joey.quantity import format_cpus
 from opscenter import catalog, ingest, logrecords, tokens
 from opscenter.db import Database
 from opscenter.publisher import STATUS_PUBLISHED, Publisher, PublishSettings
+from opscenter.rollup import Rollup
 from joey.errors import BadRequest, Conflict, Forbidden, Missing, Unauthorized
 from joey.opswire import AddEdge, CheckIn, GetLogs, LogPage, PublishRecord, PublishRequest, UpdateStatus
 
@@ -74,21 +75,26 @@ class PublicEndpoint:
 
 class OpsService:
     def __init__(self, db: Database, public_url: str, clock: Callable[[], float],
-                 publishing: PublishSettings | None = None):
+                 publishing: PublishSettings | None = None, rollup: Rollup | None = None):
         self.db = db
         self.endpoint = PublicEndpoint(public_url)
         self.clock = clock
         self.publishing = publishing
         self.publisher = Publisher(db, publishing, clock) if publishing else None
+        self.rollup = rollup   # logs in object storage (opscenter/rollup.py); None: all in the database
         self.partitions = ingest.Partitions(db)
 
     def start(self) -> None:
         if self.publisher:
             self.publisher.start()
+        if self.rollup:
+            self.rollup.start()
 
     def stop(self) -> None:
         if self.publisher:
             self.publisher.stop()
+        if self.rollup:
+            self.rollup.stop()
 
     # ---- publishes -------------------------------------------------------------------------------------
 
@@ -366,8 +372,8 @@ class OpsService:
                 "stored": stored, "duplicates": count - stored}
 
     def get_logs(self, req: GetLogs) -> dict:
-        """Up to `limit` records after the cursor, oldest first, flattened; `next` is the cursor to go on
-        with, None at the end."""
+        """Up to `limit` records after the cursor, oldest first, flattened, from the database and the object
+        store alike; `next` is the cursor to go on with, None at the end."""
         sql = "SELECT id, record FROM logs WHERE pipeline_name = ? AND id > ?"
         params: list[Any] = [req.pipeline_name, req.after]
         if req.partition is not None:
@@ -375,6 +381,8 @@ class OpsService:
             params.append(req.partition)
         with self.db.transaction() as tx:
             rows = tx.all(sql + " ORDER BY id LIMIT ?", (*params, req.limit + 1))
+        if self.rollup:
+            rows = self.rollup.merged(req, rows)
         more = len(rows) > req.limit
         rows = rows[:req.limit]
         return {"records": [logrecords.flatten(json.loads(r["record"]), req.dataset) for r in rows],

@@ -17,7 +17,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from joey.errors import JoeyError
+from joey.errors import ToolFailed
 
 DISTRIBUTION = "joey"
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,11 +27,8 @@ INSTALLER_FILES = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-class WheelError(JoeyError):
+class WheelError(ToolFailed):
     """The joey wheel for the image could not be made: pip failed, or the installed distribution is not whole."""
-
-    exit_code = 6
-    http_status = 500
 
     def __init__(self, detail: str, *, hint: str | None = None):
         super().__init__(f"engine image: project wheel failed: {detail}", hint=hint)

@@ -32,9 +32,9 @@ from pathlib import Path
 
 from joey import __version__, envvars
 from joey.descriptor import Descriptor
-from joey.errors import JoeyError
+from joey.errors import ToolFailed
 from joey.fsutil import write_atomic
-from joey.names import DEFAULT_ACCEL, DEFAULT_PLATFORM, engine_image, image_platform, parse
+from joey.names import DEFAULT_ACCEL, engine_image, engine_variant, image_platform, parse
 from joey.registry import Registry
 from packager import sbom
 from packager.artifact import created_timestamp, git_provenance
@@ -44,7 +44,6 @@ log = logging.getLogger("joey.image")
 
 # Package data of `engine` (pyproject's [tool.setuptools.package-data]): there in a checkout and in a wheel.
 DOCKERFILE = Path(str(resources.files("engine") / "Dockerfile"))
-DEFAULT_TAG = engine_image(__version__)
 # bookworm's python3: the wheelhouse is built by this interpreter on the host, so its cp3XX wheels must match.
 BASE_PYTHON = (3, 11)
 
@@ -69,14 +68,35 @@ MMDEBSTRAP_ARGS = (
 )
 
 
-def base_image_name(arch: str = DEFAULT_PLATFORM) -> str:
+# Each platform's machine name (uname -m, qemu-user's and binfmt_misc's name for it).
+MACHINES = {"amd64": "x86_64", "arm64": "aarch64"}
+
+
+def host_platform() -> str:
+    """This host's architecture as an image platform's (amd64, arm64)."""
+    machine = platform.machine()
+    return next((p for p, m in MACHINES.items() if m == machine), machine)
+
+
+def _platform_args(arch: str, *args: str) -> tuple[str, ...]:
+    """`args` for a tool building for another platform than the host's; nothing for the host's own."""
+    return args if arch != host_platform() else ()
+
+
+def _base_recipe(arch: str) -> tuple[str, ...]:
+    """mmdebstrap's options for `arch`'s base (mmdebstrap builds for the host's architecture by default)."""
+    return (*MMDEBSTRAP_ARGS, *_platform_args(arch, f"--arch={arch}"))
+
+
+def base_image_name(arch: str) -> str:
     """Named after what it is made of, so changing the recipe above makes a new base instead of reusing a stale
-    one; another platform's base is another recipe (mmdebstrap --arch)."""
-    args = (*MMDEBSTRAP_ARGS, *(() if arch == DEFAULT_PLATFORM else (f"--arch={arch}",)), *DEBIAN_SOURCES)
-    return "localhost/bookworm-py:" + hashlib.sha256("\n".join(args).encode()).hexdigest()[:12]
+    one; another platform's base is another recipe."""
+    return "localhost/bookworm-py:" + hashlib.sha256(
+        "\n".join((*_base_recipe(arch), *DEBIAN_SOURCES)).encode()).hexdigest()[:12]
 
 
-BASE_IMAGE = base_image_name()
+BASE_IMAGE = base_image_name(host_platform())
+DEFAULT_TAG = engine_image(__version__, arch=host_platform())   # the build for this host, no accelerator
 
 # What the engine imports, directly or through the kernel (joey/): a subset of pyproject's dependencies. The
 # packager's onnx, Helm SDK, Jinja, YAML and rich and the Ops center's httpx stay out of the image (the
@@ -104,16 +124,12 @@ ENGINE_REQUIREMENTS = (
 ORT_WHEELS = {"none": "onnxruntime", "cuda": "onnxruntime-gpu[cuda,cudnn]", "openvino": "onnxruntime-openvino"}
 # A platform's wheels when it is not the host's: pip download for bookworm's glibc (2.36) and CPython 3.11.
 WHEEL_PLATFORMS = {"amd64": "manylinux_2_36_x86_64", "arm64": "manylinux_2_36_aarch64"}
-_HOST_PLATFORMS = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 # Containers here cannot take podman's default ulimits (setrlimit fails): every podman call gets this.
 CONTAINERS_CONF = "[containers]\ndefault_ulimits = []\n"
 
 
-class ImageError(JoeyError):
+class ImageError(ToolFailed):
     """A step of building or pushing the engine image failed; the message carries the tool's last lines."""
-
-    exit_code = 6
-    http_status = 500
 
     def __init__(self, step: str, detail: str, *, hint: str | None = None):
         self.step = step
@@ -171,16 +187,19 @@ def image_exists(ref: str) -> bool:
     return subprocess.run([_tool("base image", "podman"), "image", "exists", ref], env=podman_env()).returncode == 0
 
 
-def ensure_base_image(name: str = BASE_IMAGE, *, rebuild: bool = False) -> str:
-    """The Debian bookworm + python3 base, made with mmdebstrap and imported into podman unless it exists."""
+def ensure_base_image(name: str = BASE_IMAGE, arch: str | None = None, *, rebuild: bool = False) -> str:
+    """The Debian bookworm + python3 base for `arch`, made with mmdebstrap and imported into podman unless it
+    exists."""
     if image_exists(name) and not rebuild:
         log.info("base image %s: cached", name)
         return name
     started = time.monotonic()
+    arch = arch or host_platform()
     with tempfile.TemporaryDirectory(dir=cache_dir(), prefix="base-") as tmp:
         tar = Path(tmp) / "base.tar"
-        _run("base image (mmdebstrap)", ["mmdebstrap", *MMDEBSTRAP_ARGS, "bookworm", str(tar), *DEBIAN_SOURCES])
-        podman("base image (podman import)", "import", "--quiet", str(tar), name)
+        _run("base image (mmdebstrap)", ["mmdebstrap", *_base_recipe(arch), "bookworm", str(tar), *DEBIAN_SOURCES])
+        podman("base image (podman import)", "import", "--quiet", *_platform_args(arch, "--arch", arch), str(tar),
+               name)
     log.info("base image %s: built in %.1f s", name, time.monotonic() - started)
     return name
 
@@ -211,15 +230,30 @@ def engine_requirements(accel: str = DEFAULT_ACCEL) -> tuple[str, str]:
     return requirements, constraints
 
 
-def ensure_wheelhouse(dest: Path) -> Path:
-    """Fill `dest` with the engine's dependency wheels and requirements.txt, unless it already holds the
-    ones the current pins call for. Built in a sibling directory and renamed, so never half-written."""
+def wheel_command(wheel_dir: Path, arch: str) -> list[str]:
+    """The pip command that fills `wheel_dir` from its requirements.txt and constraints.txt: `pip wheel` for
+    the host's platform, `pip download` of the platform's ready-made wheels for another one."""
+    # --only-binary: bookworm's image has no compiler; every wheel must be ready-made (cp311 manylinux).
+    files = ["--only-binary=:all:", "--requirement", str(wheel_dir / "requirements.txt"),
+             "--constraint", str(wheel_dir / "constraints.txt")]
+    if arch == host_platform():
+        return [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheel_dir), *files]
+    return [sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(wheel_dir),
+            "--platform", WHEEL_PLATFORMS[arch], "--implementation", "cp", "--abi", "cp311",
+            "--python-version", "".join(map(str, BASE_PYTHON)), *files]
+
+
+def ensure_wheelhouse(dest: Path, arch: str | None = None, accel: str = DEFAULT_ACCEL) -> Path:
+    """Fill `dest` with the engine's dependency wheels (for `arch`, on `accel`'s onnxruntime) and
+    requirements.txt, unless it already holds the ones the current pins call for. Built in a sibling directory
+    and renamed, so never half-written."""
     if sys.version_info[:2] != BASE_PYTHON:
         raise ImageError("wheelhouse", f"this is Python {sys.version_info.major}.{sys.version_info.minor}, the "
                          f"image's is {BASE_PYTHON[0]}.{BASE_PYTHON[1]}: binary wheels built here would not install",
                          hint="build the image from a Python 3.11 venv")
-    requirements, constraints = engine_requirements()
-    key = hashlib.sha256(f"{sys.version_info[:2]}\n{requirements}\n{constraints}".encode()).hexdigest()
+    arch = arch or host_platform()
+    requirements, constraints = engine_requirements(accel)
+    key = hashlib.sha256(f"{sys.version_info[:2]}\n{arch}\n{requirements}\n{constraints}".encode()).hexdigest()
     stamp = dest / ".key"
     if stamp.exists() and stamp.read_text() == key:
         log.info("wheelhouse %s: cached", dest)
@@ -231,10 +265,7 @@ def ensure_wheelhouse(dest: Path) -> Path:
     try:
         (tmp / "requirements.txt").write_text(requirements)
         (tmp / "constraints.txt").write_text(constraints)
-        # --only-binary: bookworm's image has no compiler; every wheel must be ready-made (cp311 manylinux).
-        _run("wheelhouse (pip wheel)", [sys.executable, "-m", "pip", "wheel", "--quiet", "--only-binary=:all:",
-                                        "--wheel-dir", str(tmp), "--requirement", str(tmp / "requirements.txt"),
-                                        "--constraint", str(tmp / "constraints.txt")])
+        _run("wheelhouse (pip)", wheel_command(tmp, arch))
         (tmp / "constraints.txt").unlink()
         stamp_tmp = tmp / ".key"
         stamp_tmp.write_text(key)
@@ -257,20 +288,29 @@ def write_build_context(context: Path) -> Path:
     return context
 
 
-def build_engine_image(tag: str = DEFAULT_TAG, *, context_dir: Path | None = None,
-                       base_image: str = BASE_IMAGE) -> str:
-    """Build engine/Dockerfile into the local podman image `tag`; returns the image ID (sha256:...).
+def build_engine_image(tag: str | None = None, *, context_dir: Path | None = None, base_image: str | None = None,
+                       arch: str | None = None, accel: str = DEFAULT_ACCEL) -> str:
+    """Build engine/Dockerfile for `arch` (default: the host's) on `accel`'s onnxruntime into the local podman
+    image `tag` (default: the variant's, localhost/joey-engine:<version>[-arm64][-cuda]); returns the image ID.
 
-    `context_dir` (default CACHE/engine-context) receives the Dockerfile, deps/ and app/; deps/ is reused while
-    the pins hold.
+    `context_dir` (default CACHE/engine-context, -<variant> for a variant) receives the Dockerfile, deps/ and
+    app/; deps/ is reused while the pins hold. Another platform than the host's needs the host to run its
+    binaries (qemu-user through binfmt_misc), for mmdebstrap and the RUN steps.
     """
-    context = context_dir or cache_dir() / "engine-context"
+    arch = image_platform(arch or host_platform())
+    tag = tag or engine_image(__version__, arch=arch, accel=accel)
+    base_image = base_image or base_image_name(arch)
+    if arch != host_platform() and not Path(f"/proc/sys/fs/binfmt_misc/qemu-{MACHINES[arch]}").exists():
+        raise ImageError("image build", f"this {host_platform()} host cannot run {arch} programs",
+                         hint=f"apt-get install -y qemu-user-static binfmt-support, or build on an {arch} host")
+    variant = engine_variant(arch, accel)
+    context = context_dir or cache_dir() / ("engine-context" + (f"-{variant}" if variant else ""))
     context.mkdir(parents=True, exist_ok=True)
     # One build per context at a time: two would overwrite each other's app/ and deps/.
     with open(context.parent / f".{context.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        ensure_base_image(base_image)
-        ensure_wheelhouse(context / "deps")
+        ensure_base_image(base_image, arch)
+        ensure_wheelhouse(context / "deps", arch, accel)
         write_build_context(context)
         started = time.monotonic()
         previous = _image_id(tag)
@@ -281,6 +321,7 @@ def build_engine_image(tag: str = DEFAULT_TAG, *, context_dir: Path | None = Non
         # --isolation chroot: RUN steps work without user namespaces or a runtime that may set rlimits.
         # --network host: no RUN step uses the network, and this needs no netavark/CNI setup.
         podman("image build", "build", "--format", "docker", "--isolation", "chroot", "--network", "host",
+               *_platform_args(arch, "--platform", f"linux/{arch}"),
                "--layers", "--build-arg", f"BASE_IMAGE={base_image}", "--build-arg", f"VERSION={__version__}",
                "--build-arg", f"REVISION={revision}", "--build-arg", f"CREATED={created}",
                "--tag", tag, "--file", str(context / "Dockerfile"), str(context))

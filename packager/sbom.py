@@ -11,7 +11,7 @@ import json
 import re
 import uuid
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cyclonedx.contrib.license.factories import LicenseFactory
@@ -91,7 +91,7 @@ def _package(wheel: Path) -> Component:
 
 
 def _when(created: str) -> datetime:
-    return datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def attach_sbom(target: Target, repository: str, subject: Descriptor, sbom: bytes) -> str:

@@ -84,7 +84,7 @@ def sign_models(target: Target, ref: Ref, key: SigningKey, model_files: dict[str
         with open(os.open(pem, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:   # 0600, gone after
             f.write(key.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                           serialization.NoEncryption()))
-        import model_signing   # here, not at the top: it pulls in Sigstore, which only signing needs
+        import model_signing  # here, not at the top: it pulls in Sigstore, which only signing needs
 
         signer = model_signing.signing.Config().use_elliptic_key_signer(private_key=pem)
         return [_sign_model(target, ref, step, signer, key.public, model_files, Path(tmp)) for step in cfg.steps]

@@ -9,6 +9,8 @@ object. Floats print as their shortest round-trip form in their own width (a flo
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -67,24 +69,8 @@ def _records_body(table: pa.Table) -> bytes | memoryview:
     """The records of a table with at least one row, comma-separated, without the enclosing brackets."""
     n = table.num_rows
     column = _row_texts if n <= SMALL_TABLE_ROWS else _column
-    groups: dict[str, list[tuple[str | None, pa.ChunkedArray]]] = {}
-    for name, col in zip(table.column_names, table.columns, strict=True):
-        group, dot, key = name.partition(".")
-        groups.setdefault(group, []).append((key if dot else None, col))
-    parts: list = ["{"]
-    for g, (group, members) in enumerate(groups.items()):
-        parts.append(("," if g else "") + _key(group) + ":")
-        nested = any(key is not None for key, _ in members)
-        if nested:
-            parts.append("{")
-        for m, (key, col) in enumerate(members):
-            if nested:
-                parts.append(("," if m else "") + _key(key if key is not None else ""))
-                parts.append(":")
-            parts.append(column(col))
-        if nested:
-            parts.append("}")
-    parts.append("},")
+    columns = table.columns
+    parts = [p if isinstance(p, str) else column(columns[p]) for p in _layout(tuple(table.column_names))]
     if n <= SMALL_TABLE_ROWS:
         return _join_rows(parts, n)
     joined = _concat(parts, n)
@@ -92,22 +78,53 @@ def _records_body(table: pa.Table) -> bytes | memoryview:
     return memoryview(joined.buffers()[2])[offsets[0]:offsets[-1] - 1]   # without the last record's comma
 
 
+@functools.lru_cache(maxsize=256)
+def _layout(names: tuple[str, ...]) -> tuple[str | int, ...]:
+    """What a record is made of, by the table's column names: the constant text (keys, braces, the comma
+    after the record) as merged literals, and the position of each column whose value goes in between. A
+    pipeline's answers all share one, so it is worked out once, not per request."""
+    groups: dict[str, list[tuple[str | None, int]]] = {}
+    for i, name in enumerate(names):
+        group, dot, key = name.partition(".")
+        groups.setdefault(group, []).append((key if dot else None, i))
+    parts: list[str | int] = ["{"]
+    for g, (group, members) in enumerate(groups.items()):
+        parts.append(("," if g else "") + _key(group) + ":")
+        nested = any(key is not None for key, _ in members)
+        if nested:
+            parts.append("{")
+        for m, (key, i) in enumerate(members):
+            if nested:
+                parts.append(("," if m else "") + _key(key if key is not None else "") + ":")
+            parts.append(i)
+        if nested:
+            parts.append("}")
+    parts.append("},")
+    merged: list[str | int] = []
+    for p in parts:
+        if isinstance(p, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += p
+        else:
+            merged.append(p)
+    return tuple(merged)
+
+
 def _row_texts(col: pa.ChunkedArray) -> list[bytes]:
     """The JSON text of each row of a (small) column, as _rows writes it, without Arrow kernels where the
     layout allows: numbers from one _dump split at their separators, strings by orjson."""
     arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-    t = arr.type
     if arr.null_count == 0:
-        if _is_primitive(t):
+        kind = _kind(arr.type)
+        if kind == "number":
             return dump(arr.to_numpy(zero_copy_only=False)).to_pybytes()[1:-1].split(b",")
-        if _is_string(t):
+        if kind == "string":
             return [orjson.dumps(v) for v in arr.to_pylist()]
-        if _is_list(t):
+        if kind == "list":
             offsets, values = _list_parts(arr)
             widths = np.diff(offsets)
             if not widths.any():
                 return [b"[]"] * len(arr)
-            if _is_primitive(values.type) and values.null_count == 0 and (widths == widths[0]).all():
+            if _kind(values.type) == "number" and values.null_count == 0 and (widths == widths[0]).all():
                 flat = values.slice(offsets[0], offsets[-1] - offsets[0]).to_numpy(zero_copy_only=False)
                 # `[[r0],[r1],...]`: a bracket never occurs inside a number
                 rows = dump(flat.reshape(-1, int(widths[0]))).to_pybytes()[2:-2].split(b"],[")
@@ -117,14 +134,7 @@ def _row_texts(col: pa.ChunkedArray) -> list[bytes]:
 
 def _join_rows(parts: list, n: int) -> bytes:
     """Records from literal strings and per-row text lists, row by row, comma-separated."""
-    merged: list = []
-    for p in parts:
-        if isinstance(p, str):
-            p = p.encode()
-            if merged and isinstance(merged[-1], bytes):
-                merged[-1] += p
-                continue
-        merged.append(p)
+    merged = [p.encode() if isinstance(p, str) else p for p in parts]
     records = b"".join(b"".join(p if isinstance(p, bytes) else p[i] for p in merged) for i in range(n))
     return records[:-1]
 
@@ -136,7 +146,7 @@ def _key(name: str) -> str:
 def _concat(parts: list[str | pa.Array], n: int) -> pa.Array:
     """Row-wise concatenation of literal strings and per-row string arrays."""
     merged: list[str | pa.Array] = []
-    for p in parts:
+    for p in parts:   # a column may have become a literal (one value on every row): merge it with its neighbours
         if isinstance(p, str) and merged and isinstance(merged[-1], str):
             merged[-1] += p
         else:
@@ -153,6 +163,12 @@ def _column(col: pa.ChunkedArray) -> str | pa.Array:
         if pc.count_distinct(arr).as_py() == 1:
             return _rows(arr.slice(0, 1))[0].as_py()
     return _rows(arr)
+
+
+@functools.lru_cache(maxsize=256)
+def _kind(t: pa.DataType) -> str:
+    """"number", "string", "list" or "other": what _row_texts asks of a column's type on every request, once."""
+    return "number" if _is_primitive(t) else "string" if _is_string(t) else "list" if _is_list(t) else "other"
 
 
 def _is_primitive(t: pa.DataType) -> bool:

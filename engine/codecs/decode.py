@@ -16,7 +16,15 @@ import pyarrow.ipc as ipc
 
 from engine.codecs.media import ARROW_FILE, ARROW_STREAM, PANDAS_RECORDS, REQUEST_TYPES, MediaType
 from engine.limits import Limits, current, variable
-from joey.errors import BadColumn, BodyTooLarge, DuplicateColumn, MalformedBody, NoRows, OverLimit, UnsupportedMediaType
+from joey.errors import (
+    BadColumn,
+    DuplicateColumn,
+    MalformedBody,
+    NoRows,
+    OverLimit,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 
 
 def decode_request(body: bytes, content_type: str | None, limits: Limits | None = None) -> pa.Table:
@@ -71,7 +79,7 @@ def _checked_schema(schema: pa.Schema, limits: Limits) -> pa.Schema:
 
 def _json(body: bytes, limits: Limits) -> Any:
     if len(body) > limits.max_json_body:
-        raise BodyTooLarge(limits.max_json_body, len(body), variable("max_json_body"))
+        raise PayloadTooLarge.over_limit(limits.max_json_body, len(body), variable("max_json_body"))
     # Every record is an object, so the `{` bytes bound the records from above: a body of millions of tiny
     # records is refused before one of them is built (braces inside strings count too).
     _at_most(body.count(b"{"), limits, "max_rows", "records ('{' in the body)")

@@ -77,9 +77,9 @@ def _with_upper_ties(arr: np.ndarray, text: pa.Buffer) -> pa.Buffer:
 
 
 # Only a value with at most 13 binary decimals can be a tie (_upper_digits): x * 2**13 is whole. Up to _FEW
-# candidates Python's integers beat numpy's cost per call (1 value: 1 us against 20).
+# candidates Python's integers beat numpy's cost per call (measured: 5 us a value, against 23 us for any count).
 _GRID = 2.0**13
-_FEW = 16
+_FEW = 4
 
 
 def _bit_lengths(x: np.ndarray) -> np.ndarray:

@@ -51,14 +51,16 @@ def cmd_inspect(a) -> int:
 
 def cmd_list(a) -> int:
     from joey.layout import OCILayout, default_store
+    from joey.names import pipeline_repository, record_version, repository_name
 
     layout = OCILayout(a.store or default_store())
     rows = []
     for name, digest in layout.entries() if layout.exists else []:
         repo, _, tag = name.rpartition(":")
-        if not repo.startswith("pipelines/") or tag.startswith(("publish-", "sha256-")):
-            continue   # records and signatures share the repository; only pipelines are listed
-        pipeline = repo.removeprefix("pipelines/")
+        pipeline = repository_name(repo) or ""
+        # records and signatures (sha256-<hex> tags) share the repository; only the store's pipelines are listed
+        if repo != pipeline_repository("", pipeline) or record_version(tag) is not None or tag.startswith("sha256-"):
+            continue
         if a.name and pipeline != a.name:
             continue
         rows.append({"pipeline_name": pipeline, "pipeline_version": tag, "digest": digest,

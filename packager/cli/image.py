@@ -5,28 +5,36 @@ import logging
 from pathlib import Path
 
 from joey import __version__
-from joey.names import engine_image
+from joey.names import IMAGE_ACCELS, IMAGE_PLATFORMS, engine_image
 from packager.cli.flags import group, verb
 from packager.cli.output import emit
 
-DEFAULT_TAG = engine_image(__version__)   # packager.image.DEFAULT_TAG, without importing the build tooling
+TAG_HELP = "local image name (default localhost/joey-engine:<version>[-<variant>], e.g. 0.4.0-cuda)"
+REGISTRY_HELP = ("HOST[:PORT]/NAMESPACE: push to its engines/joey-engine:<version>[-<variant>], where publish looks "
+                 "for it")
 
-REGISTRY_HELP = "HOST[:PORT]/NAMESPACE: push to its engines/joey-engine:<version>, where publish looks for it"
+
+def _variant_flags(s) -> None:
+    s.add_argument("--arch", choices=IMAGE_PLATFORMS, help="the image's platform (default: this host's)")
+    s.add_argument("--accel", choices=IMAGE_ACCELS, default="none",
+                   help="the accelerator it is built for: cuda builds on onnxruntime-gpu (default none)")
 
 
 def register(sub) -> None:
     verbs = group(sub, "image", "build the engine's container image with podman, and push it")
     s = verb(verbs, "build", cmd_build, "build the engine image (about 5 minutes the first time); prints its ID",
              store=False)
-    s.add_argument("--tag", default=DEFAULT_TAG, help=f"local image name (default {DEFAULT_TAG})")
-    s.add_argument("--context", type=Path, help="build context directory (default CACHE/engine-context)")
+    _variant_flags(s)
+    s.add_argument("--tag", help=TAG_HELP)
+    s.add_argument("--context", type=Path, help="build context directory (default CACHE/engine-context[-<variant>])")
     s.add_argument("-v", "--verbose", action="store_true", help="show every command run")
     s = verb(verbs, "push", cmd_push, "push the built engine image; prints where, with the stored digest",
              store=False, net=True)
     where = s.add_mutually_exclusive_group(required=True)
     where.add_argument("dest", nargs="?", help="HOST[:PORT]/NAMESPACE/engines/joey-engine:TAG")
     where.add_argument("--registry", help=REGISTRY_HELP)
-    s.add_argument("--tag", default=DEFAULT_TAG, help=f"local image name (default {DEFAULT_TAG})")
+    _variant_flags(s)
+    s.add_argument("--tag", help=TAG_HELP)
     s.add_argument("--creds", help="USER:PASSWORD for the registry (default: podman's own login)")
     s.add_argument("-v", "--verbose", action="store_true", help="show every command run")
 
@@ -40,8 +48,15 @@ def cmd_build(a) -> int:
     from packager.image import build_engine_image
 
     _logging(a)
-    image_id = build_engine_image(a.tag, context_dir=a.context)
-    return emit(a, {"image": a.tag, "id": image_id}, lambda: image_id)
+    image_id = build_engine_image(a.tag, context_dir=a.context, arch=a.arch, accel=a.accel)
+    return emit(a, {"image": a.tag or _tag(a), "id": image_id}, lambda: image_id)
+
+
+def _tag(a, host: str | None = None, namespace: str = "") -> str:
+    """The variant's image name, locally or in a registry."""
+    from packager.image import host_platform
+
+    return engine_image(__version__, host=host, namespace=namespace, arch=a.arch or host_platform(), accel=a.accel)
 
 
 def cmd_push(a) -> int:
@@ -50,9 +65,10 @@ def cmd_push(a) -> int:
 
     if a.registry:
         host, namespace = registry_target(a.registry)
-        dest = engine_image(__version__, host=host, namespace=namespace)
+        dest = _tag(a, host, namespace)
     else:
         dest = a.dest
     _logging(a)
-    digest = push_engine_image(a.tag, dest, tls_verify=not a.plain_http, creds=a.creds)
-    return emit(a, {"image": a.tag, "reference": dest, "digest": digest}, lambda: f"{dest}@{digest}")
+    tag = a.tag or _tag(a)
+    digest = push_engine_image(tag, dest, tls_verify=not a.plain_http, creds=a.creds)
+    return emit(a, {"image": tag, "reference": dest, "digest": digest}, lambda: f"{dest}@{digest}")

@@ -48,10 +48,10 @@ def _publish_id(client, publish: str) -> int:
     """An Ops publish id, or the id of the newest publish of a pipeline reference NAME[:VERSION]."""
     if publish.isdigit():
         return int(publish)
-    from joey.names import parse
+    from joey.names import parse, pipeline_name
 
     ref = parse(publish)
-    pubs = client.list_publishes(ref.repository.rsplit("/", 1)[-1])["publishes"]
+    pubs = client.list_publishes(pipeline_name(ref.repository))["publishes"]
     if ref.tag:
         pubs = [p for p in pubs if p["pipeline_version"] == ref.tag]
     if not pubs:

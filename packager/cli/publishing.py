@@ -1,7 +1,6 @@
 """Verbs that move pipelines to and from registries: publish, publishes, push, pull."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from packager.cli.artifacts import REVISION_HELP, SOURCE_HELP
@@ -47,28 +46,24 @@ def register(sub) -> None:
 
 
 def cmd_push(a) -> int:
-    from joey.names import parse
-    from joey.transfer import copy, open_target
+    from joey.descriptor import Manifest
+    from joey.names import parse, pipeline_name
+    from joey.transfer import copy, open_target, pipeline_version
     from packager.publish import destination
 
     ref = parse(a.ref)
     src = open_target(ref, store=a.store, plain_http=a.plain_http)
     dest = destination(a.registry, plain_http=a.plain_http)
-    repo = dest.pipeline_repo(ref.repository.rsplit("/", 1)[-1])
-    raw, _, _ = src.resolve(ref.repository, ref.reference)
-    tag = ref.tag or _version_of(raw)
+    repo = dest.pipeline_repo(pipeline_name(ref.repository))
+    tag = ref.tag
+    if tag is None:   # pushed by digest: tagged with the version its config names
+        raw, _, _ = src.resolve(ref.repository, ref.reference)
+        tag = pipeline_version(src, ref.repository, Manifest.parse(raw, str(ref))) or "latest"
     result = copy(src, ref.repository, ref.reference, dest.target, repo, tag, progress=progress(a))
     out = {"reference": dest.url(repo, tag), "digest": result.digest, "uploaded": len(result.uploaded),
            "skipped": len(result.skipped), "bytes_uploaded": result.bytes_uploaded}
     return emit(a, out, lambda: f"{out['reference']}\n{out['digest']}  ({out['uploaded']} blob(s) uploaded, "
                                 f"{out['skipped']} present)")
-
-
-def _version_of(raw: bytes) -> str:
-    """The version a pushed-by-digest manifest is tagged with: its pipeline version annotation."""
-    from joey.annotations import VERSION
-
-    return json.loads(raw).get("annotations", {}).get(VERSION, "latest")
 
 
 def cmd_publish(a) -> int:

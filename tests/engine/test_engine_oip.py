@@ -99,3 +99,8 @@ def test_bad_requests_are_400_naming_the_fault(served, rows):
     r = eng.post(f"/v2/models/{NAME}/infer", json.dumps({"inputs": [
         {"name": "tensor", "shape": [1, 29], "datatype": "FP32", "data": [1.0] * 28}]}))
     assert r.status_code == 400 and "holds 29 value(s), data has 28" in r.json()["error"]
+    before = len(stored(eng))
+    r = eng.post(f"/v2/models/{NAME}/infer", json.dumps({"outputs": [{"name": "score"}], "inputs": [
+        {"name": "tensor", "shape": [1, 29], "datatype": "FP32", "data": rows[0].tolist()}]}))
+    assert r.status_code == 400 and "outputs[0] names 'score'; the model's outputs are variable" in r.json()["error"]
+    assert len(stored(eng)) == before   # refused before it ran: nothing recorded

@@ -56,7 +56,7 @@ def test_the_pack_names_its_policies(analyzer):
     assert info.name == "joey"
     assert {p.name for p in info.policies} == {
         "pod-security", "images-pinned", "secret-env", "persist-for-bundle", "registry-auth", "release-values",
-        "docker-engine", "edge-ingress", "unique-edge-names"}
+        "docker-engine", "edge-ingress", "unique-edge-names", "ops-replicas"}
     assert all(p.enforcementLevel == analyzer_pb2.MANDATORY for p in info.policies)
 
 
@@ -87,9 +87,10 @@ def test_the_pack_blocks_bad_resources(analyzer):
     resources = [edited(rec.named("registry-deployment"), bad_registry),
                  edited(rec.named("sim-edge-a-release"), bad_release),
                  edited(rec.named("sim-edge-b-release"), lambda w: w.update(name="sim-edge-a")),
+                 edited(rec.named("ops-deployment"), lambda w: w["spec"].update(replicas=3)),
                  rec.named("ops-service")]
     diagnostics = analyze(analyzer, resources)
     assert {d.policyName for d in diagnostics} == {"pod-security", "secret-env", "images-pinned", "release-values",
-                                                  "unique-edge-names", "edge-ingress"}
+                                                  "unique-edge-names", "edge-ingress", "ops-replicas"}
     assert all(d.enforcementLevel == analyzer_pb2.MANDATORY for d in diagnostics)
     assert not [d for d in diagnostics if "hunter2" in d.message or "ZXhwb3J0" in d.message]

@@ -230,3 +230,42 @@ def test_credentials_must_be_pulumi_secrets():
         found = policies.secrets_are_secret("r", inputs, marked[:i] + marked[i + 1:])
         assert [v.message.split(" ")[0] for v in found] == [".".join(map(str, path))]
         assert all("pw" not in str(v) for v in found)
+
+
+def ops_objects(*, scaled: bool, database: tuple[str, str] | None, pdb: bool = True) -> list[dict]:
+    """Ops' Deployment (and, scaled, its autoscaler and disruption budget) as the OpsCenter component declares them."""
+    obj_labels = k8s_args.labels("ops", "ops")
+    spec = k8s_args.ops_deployment_spec(image=IMAGE, obj_labels=obj_labels, secret="ops-secrets",
+                                        public_url="https://ops.example.com", database=database,
+                                        claim=None if database else "ops-data", scaled=scaled)
+    objects = [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": k8s_args.metadata("ops", "joey", obj_labels),
+                "spec": spec}]
+    if scaled:
+        objects.append({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                        "metadata": k8s_args.metadata("ops", "joey", obj_labels), "spec": k8s_args.hpa_spec("ops", 2, 4)})
+    if pdb:
+        objects.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                        "metadata": k8s_args.metadata("ops", "joey", obj_labels), "spec": k8s_args.pdb_spec(obj_labels)})
+    return objects
+
+
+def test_ops_replicas_on_postgresql_under_a_budget_keep_the_rule():
+    assert policies.ops_replicas(ops_objects(scaled=True, database=("ops-db-app", "uri"))) == []
+    assert policies.ops_replicas(ops_objects(scaled=False, database=None, pdb=False)) == []
+
+
+def test_ops_replicas_need_a_budget_and_no_sqlite():
+    assert rules_of(policies.ops_replicas(ops_objects(scaled=True, database=("ops-db-app", "uri"),
+                                                      pdb=False))) == {"ops-replicas"}
+    sqlite = ops_objects(scaled=False, database=None)
+    sqlite[0]["spec"]["replicas"] = 2
+    messages = [v.message for v in policies.ops_replicas(sqlite)]
+    assert len(messages) == 2 and "not SQLite" in messages[0] and "claim" in messages[1]
+    with pytest.raises(ValueError, match="SQLite"):
+        ops_objects(scaled=True, database=None)
+
+
+def test_the_object_store_secret_only_from_a_secret():
+    obj = ops_objects(scaled=True, database=("ops-db-app", "uri"))[0]
+    container(obj)["env"].append({"name": "JOEY_OPS_S3_SECRET_ACCESS_KEY", "value": "plain"})
+    assert rules_of(policies.secret_env(obj)) == {"secret-env"}

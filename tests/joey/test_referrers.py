@@ -11,8 +11,8 @@ from joey import mediatypes
 from joey import referrers as refs
 from joey.descriptor import Descriptor, manifest_bytes
 from joey.registry import Registry
-from packager.publish import publish
 from joey.signing import generate_keypair
+from packager.publish import publish
 
 SPEC = "name: edge-pipeline\nsteps:\n  - name: ccfraud-logreg\n    model: models/ccfraud-logreg.onnx\n" \
        "    tensor_fields: [tensor]\n"
@@ -78,3 +78,20 @@ def test_two_concurrent_publishers_attaching_to_one_subject_both_end_up_listed(r
     assert sorted(e["digest"] for e in entries) == sorted(attached["alice"] + attached["bob"])
     found = refs.find(Registry(registry.host, plain_http=True), repo, subject.digest)
     assert {r.annotations["publisher"] for r in found} == {"alice", "bob"} and len(found) == 8
+
+
+def test_export_and_import_carry_the_referrers_along(example_models, write_spec, registry, tmp_path):
+    from packager.airgap import export_publish, import_bundle
+
+    key, _ = generate_keypair(tmp_path / "cosign")
+    rec = publish(write_spec(SPEC), registry=f"{registry.host}/from", plain_http=True, with_chart=False,
+                  sign_key=key)
+    bundle = export_publish(rec["pipeline_url"], tmp_path / "bundle.tar", plain_http=True).path
+    import_bundle(bundle, f"{registry.host}/to", plain_http=True)
+    target, digest = Registry(registry.host, plain_http=True), rec["pipeline_digest"]
+    kinds = {r.to_json()["kind"] for r in refs.find(target, "to/pipelines/edge-pipeline", digest)}
+    assert kinds == {"signature", "provenance", "sbom", "publish record"}
+    [model] = [t for t in target.tags("to/models/ccfraud-logreg") if not t.startswith("sha256-")]
+    _, _, model_digest = target.resolve("to/models/ccfraud-logreg", model)
+    assert [r.to_json()["kind"] for r in refs.find(target, "to/models/ccfraud-logreg", model_digest)] == \
+        ["model signature"]
