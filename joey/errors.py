@@ -479,7 +479,7 @@ BY_STATUS: dict[int, type[JoeyError]] = {
 
 
 class HTTPAnswer(Protocol):
-    """What error_answer reads of a response (httpx's; the engine does not load httpx for this module)."""
+    """What error_answer reads of a response: httpx's (the packager's OpsClient) or requests' (the engine's)."""
 
     @property
     def status_code(self) -> int: ...

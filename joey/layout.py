@@ -42,6 +42,10 @@ def _open_readable(path: Path) -> IO[bytes]:
 
 
 class OCILayout:
+    """An OCI image layout at `root` as a transfer Target (joey.transfer): the packager's local store and an
+    air-gap bundle's contents. Repositories are only names in index.json's ref.name (`REPOSITORY:TAG`); the blobs
+    are shared by all of them, so the blob methods take `repository` for the Target shape and ignore it."""
+
     def __init__(self, root: Path | str):
         self.root = Path(root)
 

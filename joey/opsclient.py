@@ -1,5 +1,5 @@
-"""OpsClient: the packager CLI's way to the Ops admin API. Ops' errors come back as the same JoeyError classes
-(ops.errors) with Ops' message and hint; a server that cannot be reached is OpsUnreachable."""
+"""OpsClient: the packager CLI's way to the Ops admin API. Ops' errors come back as the joey.errors classes Ops
+raised (by HTTP status) with Ops' message and hint; a server that cannot be reached is OpsUnreachable."""
 from __future__ import annotations
 
 import os

@@ -59,6 +59,10 @@ class Tx:
 
 
 class Database:
+    """SQLite (`sqlite:///PATH`) or PostgreSQL (`postgresql://...`) behind one interface: `transaction()` yields
+    a Tx (execute/one/all with `?` placeholders, rows as dicts), at most `max_connections` at once, pooled.
+    Constraint violations surface as Conflict (409), an unreachable or locked database as Unavailable (503)."""
+
     def __init__(self, url: str, max_connections: int = 16):
         if url.startswith("sqlite://"):
             self.dialect = "sqlite"

@@ -74,6 +74,14 @@ class PublicEndpoint:
 
 
 class OpsService:
+    """Ops without HTTP: every admin and edge call of the API is one method here, and one database transaction.
+
+    opscenter.app parses each request into its joey.opswire model and calls the method; the answers are dicts
+    the app sends as JSON, and failures are joey.errors classes (Missing, Conflict, Unauthorized, ...) the app
+    turns into their status. `clock` gives the time (tests move it); `publishing` starts the background
+    publisher that copies registered versions into the edge registry; `rollup` moves old logs to object storage.
+    """
+
     def __init__(self, db: Database, public_url: str, clock: Callable[[], float],
                  publishing: PublishSettings | None = None, rollup: Rollup | None = None):
         self.db = db

@@ -3,6 +3,9 @@ engine's digits, and the per-value spans of that text (no copy of it): the numbe
 JSON encoder."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -87,7 +90,7 @@ def _bit_lengths(x: np.ndarray) -> np.ndarray:
     return (x.astype(np.float32).view(np.int32) >> 23) - 126
 
 
-def _upper_digits(bits, bit_length):
+def _upper_digits(bits: Any, bit_length: Callable[[Any], Any]) -> Any:
     """The last digit of the upper shortest text of each float32 (bits: its IEEE bits, an int or an int64 array)
     that is a tie, else 0 (a tie's upper text never ends in 0: it would be shorter). Written once for ints and
     arrays; `bit_length` is int.bit_length or _bit_lengths.

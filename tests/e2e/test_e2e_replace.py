@@ -7,11 +7,12 @@ import json
 import re
 
 import make_models  # examples/ccfraud, put on sys.path by tests/conftest.py
-from joey.bundle import REPLACE_PLACEHOLDER, EdgeBundle
 from support.e2e import ENGINE_ENV, packager, upload_status
 from support.engine import start_engine
 from support.procs import wait_for
 from support.specs import one_step
+
+from joey.bundle import REPLACE_PLACEHOLDER, EdgeBundle
 
 PIPELINE = "e2e-replace"
 EDGES = ("replace-edge-a", "replace-edge-b")
@@ -39,7 +40,7 @@ def test_a_replace_prints_each_moved_edge_and_moves_both_engines(ops, registry, 
                             JOEY_UPDATE_INTERVAL="0.3", **ENGINE_ENV) for name in EDGES]
     try:
         for engine in engines:
-            wait_for("the edge enrolled", lambda: upload_status(engine)["enrolled"])
+            wait_for("the edge enrolled", lambda e=engine: upload_status(e)["enrolled"])
             assert serving(engine) == first["pipeline_version"]
 
         text = packager(["publish", str(write_pipeline(tmp_path / "v2", seed=8)), *publish,
@@ -58,7 +59,7 @@ def test_a_replace_prints_each_moved_edge_and_moves_both_engines(ops, registry, 
                 assert bundle.pipeline_url.endswith(f":{second}")
 
         for engine in engines:   # in-line updates: each engine hears of the move at its next check-in
-            wait_for("the engine serving the replacement", lambda: serving(engine) == second)
+            wait_for("the engine serving the replacement", lambda e=engine: serving(e) == second)
     finally:
         for engine in engines:
             assert engine.stop() == 0

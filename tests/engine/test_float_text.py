@@ -10,11 +10,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from support.engine import RECORDS, publish_spec, start_engine
+from support.procs import wait_for
 
 from engine.codecs import py_float
 from engine.codecs.numbers import dump
-from support.engine import RECORDS, publish_spec, start_engine
-from support.procs import wait_for
 
 TIES = {513264.625: "513264.63", 438514.125: "438514.13", -513264.625: "-513264.63", 0.000244140625: "0.00024414063"}
 

@@ -6,17 +6,16 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import make_models  # noqa: E402  (examples/ccfraud, put on sys.path by tests/conftest.py)
 import numpy as np
 import onnxruntime as ort
 import pytest
-
-from engine.providers import CPU, AcceleratorUnavailable, requested
-from joey.pipeline_config import EngineConfig
 from support.engine import ARROW_FILE, publish_spec, start_engine, tensor_table
 from support.procs import free_port
 from support.specs import one_step
 
-import make_models  # noqa: E402  (examples/ccfraud, put on sys.path by tests/conftest.py)
+from engine.providers import CPU, AcceleratorUnavailable, requested
+from joey.pipeline_config import EngineConfig
 
 
 @pytest.mark.parametrize("accel, available, expected", [

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy
 import onnxruntime
 import pytest
+from support.specs import one_step
 
 from joey import __version__
 from joey.names import engine_image, local_engine_image
@@ -15,7 +16,6 @@ from joey.registry import Registry
 from packager import chart
 from packager.image import ImageError, build_engine_image, engine_requirements, host_platform, wheel_command
 from packager.publish import publish
-from support.specs import one_step
 
 
 @pytest.mark.parametrize("arch, accel, tag", [

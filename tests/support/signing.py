@@ -5,8 +5,8 @@ import io
 import json
 
 from joey import mediatypes
-from joey.descriptor import Descriptor
-from joey.referrers import SIGNATURE, fallback_tag, register
+from joey.descriptor import Descriptor, digest_of
+from joey.referrers import SIGNATURE, fallback_tag, index_bytes, index_tag, register
 from joey.transfer import copy
 
 
@@ -44,6 +44,10 @@ def move_tag(target, repo: str, tag: str, from_repo: str, from_tag: str) -> str:
 
 
 def replay_signature(target, repo: str, signed_digest: str, new_digest: str) -> None:
-    """Copy the signature of `signed_digest` to where the signature of `new_digest` is looked up."""
-    target.write_manifest(repo, fallback_tag(new_digest, SIGNATURE), signature_manifest(target, repo, signed_digest),
-                          mediatypes.OCI_MANIFEST)
+    """Copy the signature of `signed_digest` to where the signature of `new_digest` is looked up: its cosign tag
+    and, in place of whatever was listed there, its referrers index."""
+    raw = signature_manifest(target, repo, signed_digest)
+    target.write_manifest(repo, fallback_tag(new_digest, SIGNATURE), raw, mediatypes.OCI_MANIFEST)
+    entry = {"mediaType": mediatypes.OCI_MANIFEST, "digest": digest_of(raw), "size": len(raw),
+             "artifactType": json.loads(raw)["artifactType"]}
+    target.write_manifest(repo, index_tag(new_digest), index_bytes([entry]), mediatypes.OCI_INDEX)
