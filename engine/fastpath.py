@@ -8,7 +8,6 @@ before. Errors leave in the app's format, {"error": "..."}, through the same `er
 """
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -22,8 +21,6 @@ from engine.runtime import Pipeline
 from engine.service import Engine
 from joey import envvars
 from joey.errors import JoeyError, NotFound, PayloadTooLarge, UnsupportedMediaType
-
-log = logging.getLogger("engine")
 
 _NAMED = "/pipelines/"
 _JSON = b"application/json"
