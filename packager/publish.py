@@ -13,39 +13,47 @@ import os
 import socket
 import tarfile
 import tempfile
-import threading
 from contextlib import suppress
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from collections.abc import Callable
 
 import yaml
 
 from joey import __version__, envvars, mediatypes
 from joey import annotations as ann
-
-from joey import referrers as refs
-from packager import modelpack, provenance, sbom, signing
 from joey import record as rec
+from joey import referrers as refs
+from joey.descriptor import Descriptor, Manifest, manifest_bytes
+from joey.errors import BadRequest, JoeyError, NotFound
+from joey.layout import OCILayout, default_store
+from joey.names import (
+    Ref,
+    chart_reference,
+    chart_repository,
+    chart_url,
+    engine_image,
+    image_parts,
+    parse,
+    pipeline_name,
+    pipeline_repository,
+    record_tag,
+    registry_host,
+    registry_target,
+    repository_name,
+)
+from joey.pipeline_config import EngineConfig
+from joey.quantity import cpus_value
+from joey.registry import Registry
+from joey.signing import identity, load_signing_key
+from joey.transfer import ProgressFactory, Target, copy, no_progress, open_target
+from packager import modelpack, provenance, sbom, signing
 from packager.artifact import build_artifact
 from packager.build import ArtifactSource
 from packager.commands import render_commands
 from packager.engine_image import NOT_PUBLISHED, ensure_engine_image
-from joey.descriptor import Descriptor, Manifest, manifest_bytes
-from joey.errors import BadRequest, JoeyError, NotFound
-from joey.layout import OCILayout, default_store
-from packager.onnxmodel import digests_in_progress, is_inspected, sha256_file
-from joey.pipeline_config import EngineConfig
-from joey.names import (Ref, chart_reference, chart_repository, chart_url, engine_image, image_parts, parse,
-                        pipeline_name, pipeline_repository, record_tag, registry_host, registry_target,
-                        repository_name)
-from joey.quantity import cpus_value
-from joey.registry import Registry
+from packager.preupload import load_while_uploading
 from packager.spec import load_spec
-from joey.signing import identity, load_signing_key
-from joey.transfer import ProgressFactory, Target, copy, no_progress, open_target
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,7 @@ def default_engine_image(dest: Destination, spec_image: str | None, engine: Engi
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def publish(spec_path: str | Path, *, registry: str | None = None, store: Path | None = None,
@@ -105,11 +113,11 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
     Each publish attaches its provenance to the pipeline; with `sign_key` (a PEM private key file) the pipeline
     and the chart are signed and the provenance is a signed envelope (docs/signing.md).
     """
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     key = load_signing_key(sign_key) if sign_key else None   # a bad key fails before anything is pushed
     if registry:
         dest = destination(registry, plain_http=plain_http, username=username, password=password)
-        loaded = _load_while_uploading(spec_path, dest, progress)
+        loaded = load_while_uploading(spec_path, dest.target, dest.pipeline_repo, progress)
     else:  # nothing may be created, not even the store, for a spec that fails
         loaded = load_spec(spec_path)
         dest = destination(None, store=store)
@@ -172,7 +180,7 @@ def publish(spec_path: str | Path, *, registry: str | None = None, store: Path |
         raise
     store_record(dest, repo, record, subject)
     stmt = provenance.statement(loaded, artifact, identity(pipeline_ref), started=started,
-                                finished=datetime.now(timezone.utc))
+                                finished=datetime.now(UTC))
     provenance.attach_provenance(dest.target, repo, subject, stmt, key)
     created = json.loads(artifact.manifest)["annotations"][ann.CREATED]
     sbom.attach_sbom(dest.target, repo, subject, sbom.pipeline_sbom(cfg, artifact.digest, created))
@@ -206,66 +214,6 @@ def _record_failure(dest: Destination, repo: str, record: dict, subject: Descrip
                   updated_at=_now())
     with suppress(JoeyError, OSError):
         store_record(dest, repo, failed, subject)
-
-
-PREUPLOAD_MIN_BYTES = 8 * 2**20
-
-
-def _load_while_uploading(spec_path: str | Path, dest: Destination, progress: ProgressFactory):
-    """load_spec, with large, not yet inspected model files already going up while onnx checks them.
-
-    Inspection parses the whole model (onnx's checker releases the GIL); the upload is bound by the registry.
-    One after the other they add up, so the blobs start as soon as the spec's structure is known. A blob is
-    content-addressed and nothing refers to it until the manifest is pushed, after every check: a spec that
-    then fails leaves no tag and no manifest, only blobs for the registry's garbage collection.
-    """
-    shape = load_spec(spec_path, inspect=False)   # names and paths; a malformed spec fails here, before uploads
-    repo = dest.pipeline_repo(shape.spec.name)
-    big = sorted({p for p in shape.model_paths if p.stat().st_size >= PREUPLOAD_MIN_BYTES and not is_inspected(p)})
-    if not big:
-        return load_spec(spec_path)
-    cancel = threading.Event()
-    with ThreadPoolExecutor(2 * len(big)) as pool, \
-            progress(sum(p.stat().st_size for p in big), f"push {repo}") as advance:
-        hashes = {p: pool.submit(sha256_file, p) for p in big}   # one hash each, shared with the inspection
-        uploads = [pool.submit(_upload_file, dest.target, repo, p, hashes[p], cancel, advance) for p in big]
-        try:
-            with digests_in_progress(hashes):
-                loaded = load_spec(spec_path)
-        except BaseException:
-            cancel.set()   # the uploads stop at their next chunk; no thread outlives this call
-            wait(uploads)
-            raise
-        for u in uploads:
-            u.result()
-    return loaded
-
-
-class _Cancelled(Exception):
-    pass
-
-
-class _CancellableFile(io.RawIOBase):
-    """A model file read for an upload that stops as soon as `cancel` is set."""
-
-    def __init__(self, path: Path, cancel: threading.Event):
-        self._f, self._cancel = open(path, "rb"), cancel
-
-    def read(self, n: int = -1) -> bytes:
-        if self._cancel.is_set():
-            raise _Cancelled()
-        return self._f.read(n)
-
-    def close(self) -> None:
-        self._f.close()
-        super().close()
-
-
-def _upload_file(target: Target, repo: str, path: Path, hashed: Future, cancel: threading.Event,
-                 advance: Callable[[int], None] | None) -> None:
-    sha, size = hashed.result()
-    with _CancellableFile(path, cancel) as f:
-        target.write_blob(repo, Descriptor(mediatypes.MODEL_WEIGHT_RAW, f"sha256:{sha}", size), f, advance)
 
 
 def commands_for(record: dict, *, edge_bundle: str | None = None, upgrade: bool = False) -> dict:
