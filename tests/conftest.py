@@ -1,11 +1,8 @@
 """Shared fixtures: real registries on loopback, generated ONNX models, an isolated local store."""
 from __future__ import annotations
 
-import linecache
 import os
 import sys
-import threading
-import traceback
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,8 @@ REFERENCE = ROOT.parent / "shared" / "reference"
 
 from support.engine_image import placeholder_engine_image  # noqa: E402
 from support.registry import start_registry  # noqa: E402
+from support.threads import pytest_unconfigure  # noqa: E402,F401  (the end-of-session thread check)
+from support.wheel import WheelVenv, build_engine_image, install_wheel  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +55,18 @@ def _isolated_store(tmp_path, monkeypatch):
     for var in ("OCI_USERNAME", "OCI_PASSWORD", "JOEY_OPS_URL", "JOEY_OPS_TOKEN", "SOURCE_DATE_EPOCH"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+
+
+@pytest.fixture(scope="session")
+def wheel_venv(tmp_path_factory) -> WheelVenv:
+    """A fresh venv outside the checkout holding only the joey wheel built from it (tests/support/wheel.py)."""
+    return install_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="session")
+def engine_image(wheel_venv, tmp_path_factory) -> str:
+    """The real engine image, built once a session by the wheel venv's `packager image build`; its tag."""
+    return build_engine_image(wheel_venv, tmp_path_factory.mktemp("image-build"))
 
 
 @pytest.fixture()
@@ -101,41 +112,25 @@ def pytest_collection_modifyitems(config, items):
         items[:] = keep
 
 
+_REFERENCE_RESULTS: dict[str, int] = {}
+
+
+def pytest_runtest_logreport(report):
+    """Tally the reference layer's outcomes (the call phase, or the phase that failed or skipped before it)."""
+    if "reference" in report.keywords and (report.when == "call" or not report.passed):
+        _REFERENCE_RESULTS[report.outcome] = _REFERENCE_RESULTS.get(report.outcome, 0) + 1
+
+
 def pytest_terminal_summary(terminalreporter):
-    if _MISSING_REFERENCE:
-        tr = terminalreporter
+    tr = terminalreporter
+    if not _MISSING_REFERENCE:
+        ran = sum(_REFERENCE_RESULTS.values())
+        outcomes = ", ".join(f"{n} {outcome}" for outcome, n in sorted(_REFERENCE_RESULTS.items()))
+        tr.write_line(f"reference layer: ran {ran} tests" + (f" ({outcomes})" if outcomes else "") +
+                      f" against {REFERENCE}", green=ran > 0 and "failed" not in _REFERENCE_RESULTS)
+    else:
         tr.section("CONFORMANCE LAYER NOT RUN", sep="!", red=True, bold=True)
         tr.write_line(f"{REFERENCE} is missing, so these {len(_MISSING_REFERENCE)} tests against the seeds' "
                       "real models and data did NOT run:", red=True)
         for nodeid in _MISSING_REFERENCE:
             tr.write_line(f"  NOT RUN {nodeid}", red=True)
-
-
-def _idle_pool_worker(frame) -> bool:
-    """An idle concurrent.futures worker (waiting for work) ends by itself at exit; a busy one would not."""
-    while frame is not None:
-        code = frame.f_code
-        if code.co_name == "_worker" and code.co_filename.endswith(os.path.join("concurrent", "futures", "thread.py")):
-            return "work_queue.get" in linecache.getline(code.co_filename, frame.f_lineno)
-        frame = frame.f_back
-    return False
-
-
-def pytest_unconfigure(config):
-    """A non-daemon thread left running would hang the interpreter's exit (and CI until its time-out): wait a
-    little for stragglers, then name what is still running, with its stack, and exit non-zero at once."""
-    leftovers = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    for t in leftovers:
-        t.join(10)
-    alive = [t for t in leftovers if t.is_alive() and not _idle_pool_worker(sys._current_frames().get(t.ident))]
-    if alive:
-        frames = sys._current_frames()
-        print(f"\nTHREAD LEAK: {len(alive)} non-daemon thread(s) still running after the tests:", file=sys.stderr)
-        for t in alive:
-            print(f"--- {t.name}", file=sys.stderr)
-            traceback.print_stack(frames.get(t.ident), file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(3)
-
-
