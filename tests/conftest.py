@@ -14,7 +14,7 @@ REFERENCE = ROOT.parent / "shared" / "reference"
 from support.engine_image import placeholder_engine_image  # noqa: E402
 from support.registry import start_registry  # noqa: E402
 from support.threads import pytest_unconfigure  # noqa: E402,F401  (the end-of-session thread check)
-from support.wheel import WheelVenv, build_engine_image, install_wheel  # noqa: E402
+from support.wheel import WheelVenv, install_wheel, packager_image_build  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +66,7 @@ def wheel_venv(tmp_path_factory) -> WheelVenv:
 @pytest.fixture(scope="session")
 def engine_image(wheel_venv, tmp_path_factory) -> str:
     """The real engine image, built once a session by the wheel venv's `packager image build`; its tag."""
-    return build_engine_image(wheel_venv, tmp_path_factory.mktemp("image-build"))
+    return packager_image_build(wheel_venv, tmp_path_factory.mktemp("image-build"))
 
 
 @pytest.fixture()

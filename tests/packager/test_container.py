@@ -1,8 +1,10 @@
 """The engine image: built with podman from engine/Dockerfile, pushed to a real registry, and run the way the
 publish's docker-run command says, against a pipeline published to that registry.
 
-The base image and the wheelhouse are cached under ~/.cache/joey across runs (see packager/image.py), so after
-the first run the build only redoes the project's layer.
+The image is the session's `engine_image` (tests/conftest.py): built once a run by the installed wheel's
+`packager image build`, shared with tests/packager/test_user_journey.py. The base image and the wheelhouse are
+cached under ~/.cache/joey across runs (see packager/image.py), so after the first run the build only redoes the
+project's layer.
 """
 from __future__ import annotations
 
@@ -22,13 +24,12 @@ import pytest
 import requests
 
 from joey import __version__
-from packager.image import BASE_IMAGE, build_engine_image, podman_env, push_engine_image
+from packager.image import BASE_IMAGE, podman_env, push_engine_image
 from packager.publish import publish
 from support.procs import free_port, start, wait_http
 
 pytestmark = pytest.mark.container
 
-TAG = "localhost/joey-engine:test"
 ENGINE_UID = 10001
 SPEC = """\
 name: edge-pipeline
@@ -60,12 +61,6 @@ def _docker_config():
     config = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text('{"auths": {}}')
-
-
-@pytest.fixture(scope="session")
-def engine_image() -> str:
-    build_engine_image(TAG)
-    return TAG
 
 
 def test_image_runs_the_engine_as_uid_10001_with_a_persist_volume(engine_image):

@@ -36,8 +36,6 @@ def _busy(threads: list[threading.Thread]) -> list[threading.Thread]:
 def pytest_unconfigure(config):
     """Wait a little for stragglers, then name what is still running, with its stack, and exit non-zero."""
     deadline = time.monotonic() + GRACE_S
-    for t in [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]:
-        t.join(10)
     alive = _busy([t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon])
     # Polled rather than joined one by one: a pool worker that finishes its task goes idle, it does not end.
     while alive and time.monotonic() < deadline:

@@ -7,6 +7,7 @@ install stays invisible and no package index is needed for them.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -58,9 +59,6 @@ def install_wheel(work: Path) -> WheelVenv:
     return venv
 
 
-def build_engine_image(venv: WheelVenv, cwd: Path) -> str:
-    """`packager image build` from the venv: the image tagged as publish looks for it in podman's store."""
-    from packager.image import DEFAULT_TAG
-
-    venv.run(cwd, "packager", "image", "build")
-    return DEFAULT_TAG
+def packager_image_build(venv: WheelVenv, cwd: Path) -> str:
+    """`packager image build` from the venv; the image it tagged, where publish looks for it in podman's store."""
+    return json.loads(venv.run(cwd, "packager", "image", "build", "--json"))["image"]
