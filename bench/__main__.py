@@ -27,14 +27,15 @@ def main() -> None:
         (f" --only {a.only}" if only != {"engine", "publish"} else "")
     started = time.time()
     results: dict = {"command": command, "load_before": os.getloadavg()}
+    name = "quick" if a.quick else "latest"
     if "engine" in only:
         results["engine"] = engine.run(a.quick)
+        write_result(name, results)   # kept if a later part fails: the engine part is the long one
     if "publish" in only:
         results["publish"] = publish.run(QUICK_SIZES if a.quick else FULL_SIZES, 2 if a.quick else 3)
     results["footprint"] = footprint.run()
     results["load_after"] = os.getloadavg()
     results["duration_s"] = time.time() - started
-    name = "quick" if a.quick else "latest"
     path = write_result(name, results)
     data = report.load(path)
     markdown = report.tables(data)

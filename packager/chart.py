@@ -21,7 +21,7 @@ from typing import Any
 import helm_python as helm
 import yaml
 
-from joey import envvars
+from joey import credentials, envvars
 from joey.errors import ConfigError, JoeyError, RegistryError, RegistryUnreachable
 from joey.fsutil import atomic_writer
 from joey.names import chart_reference, chart_url, chart_version, is_dns_label
@@ -110,10 +110,13 @@ def push_chart(tgz: Path, host: str, namespace: str, *, plain_http: bool, userna
                password: str | None = None) -> ChartRef:
     """Push a packaged chart to oci://HOST/NAMESPACE/charts/<name>:<version> and resolve its manifest digest.
 
-    Credentials: the arguments, else OCI_USERNAME/OCI_PASSWORD, else Helm's own `helm registry login` store.
+    Credentials: the arguments, else OCI_USERNAME/OCI_PASSWORD, else the logins the registry pushes use
+    (joey/credentials.py: podman's auth.json, the docker config), else Helm's own `helm registry login` store.
     """
     username = username if username is not None else os.environ.get(envvars.OCI_USERNAME)
     password = password if password is not None else os.environ.get(envvars.OCI_PASSWORD)
+    if not (username and password):
+        username, password = credentials.lookup(host) or (username, password)
     tgz = Path(tgz)
     with _helm(tgz.name, helm.Chart.load, tgz) as chart:
         name, version = chart.name, chart.version

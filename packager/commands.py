@@ -1,19 +1,25 @@
 """The ready-to-paste deployment commands of a publish (jinja2 templates in templates/).
 
 Values are shell-quoted (shlex) or YAML-quoted where they land; `$VARS` are left for the DevOps engineer to set,
-and `notes` says which. Every command runs as printed: a plain-HTTP registry gets `--plain-http` (helm) and
-JOEY_PLAIN_HTTP (the engine); a publish to the local store, which no container or cluster can reach, gets the
-steps that work from there instead: serve it here, or push it to a registry to deploy it.
+and `notes` says which. Every command runs as printed: a plain-HTTP registry gets `--plain-http` (helm),
+`--tls-verify=false` (podman's pull) and JOEY_PLAIN_HTTP (the engine); a registry on the host's loopback,
+which a container on its own network cannot reach, gets the host's network (`--network host`, the engine
+listening on $EDGE_PORT itself, as docs/container.md shows); a publish to the local store, which no container
+or cluster can reach, gets the steps that work from there instead: serve it here, or push it to a registry to
+deploy it.
 """
 from __future__ import annotations
 
 import json
 import shlex
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 import jinja2
 
 from joey import envvars
+from joey.bundle import is_loopback
+from joey.names import registry_host
 from joey.pipeline_config import EngineConfig
 from joey.quantity import docker_memory, format_cpus
 
@@ -42,6 +48,12 @@ def _env() -> jinja2.Environment:
     return env
 
 
+def _on_loopback(pipeline_url: str) -> bool:
+    """Whether the registry the engine fetches from is on this host's loopback (127.0.0.1:5000, localhost, [::1])."""
+    host = urlsplit(f"//{registry_host(pipeline_url) or ''}").hostname
+    return bool(host) and is_loopback(host)
+
+
 def render_commands(*, pipeline_url: str, engine_url: str, engine: EngineConfig, oci_registry: str,
                     chart: str | None, chart_version: str | None, edge_bundle: str | None = None,
                     upgrade: bool = False, plain_http: bool = False) -> dict[str, str]:
@@ -54,10 +66,11 @@ def render_commands(*, pipeline_url: str, engine_url: str, engine: EngineConfig,
     ctx = dict(pipeline_url=pipeline_url, engine_url=engine_url, cpus=format_cpus(engine.cpus), gpus=engine.gpus,
                docker_memory=docker_memory(engine.memory), oci_registry=oci_registry, edge_bundle=edge_bundle,
                chart=chart, chart_version=chart_version, upgrade=upgrade, plain_http=plain_http,
-               plain_http_var=envvars.PLAIN_HTTP)
+               plain_http_var=envvars.PLAIN_HTTP, host_network=_on_loopback(pipeline_url))
+    run = env.get_template("container_run.j2")
     out = {
-        "docker_run": env.get_template("docker_run.j2").render(ctx).strip(),
-        "podman_run": env.get_template("podman_run.j2").render(ctx).strip(),
+        "docker_run": run.render(ctx, tool="docker").strip(),
+        "podman_run": run.render(ctx, tool="podman").strip(),
         "compose": env.get_template("compose.yaml.j2").render(ctx).strip() + "\n",
     }
     if chart and chart_version:

@@ -126,8 +126,9 @@ def pytest_terminal_summary(terminalreporter):
     if not _MISSING_REFERENCE:
         ran = sum(_REFERENCE_RESULTS.values())
         outcomes = ", ".join(f"{n} {outcome}" for outcome, n in sorted(_REFERENCE_RESULTS.items()))
-        tr.write_line(f"reference layer: ran {ran} tests" + (f" ({outcomes})" if outcomes else "") +
-                      f" against {REFERENCE}", green=ran > 0 and "failed" not in _REFERENCE_RESULTS)
+        tests = f"{ran} test{'' if ran == 1 else 's'}" + (f" ({outcomes})" if outcomes else "")
+        tr.write_line(f"reference layer: ran {tests} against {REFERENCE}",
+                      green=ran > 0 and "failed" not in _REFERENCE_RESULTS)
     else:
         tr.section("CONFORMANCE LAYER NOT RUN", sep="!", red=True, bold=True)
         tr.write_line(f"{REFERENCE} is missing, so these {len(_MISSING_REFERENCE)} tests against the seeds' "

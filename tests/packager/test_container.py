@@ -13,20 +13,20 @@ import os
 import shlex
 import subprocess
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import onnxruntime as ort
 import pyarrow as pa
 import pytest
 import requests
+from support.procs import free_port, start, wait_http
 
 from joey import __version__
 from packager.image import BASE_IMAGE, podman_env, push_engine_image
 from packager.publish import publish
-from support.procs import free_port, start, wait_http
 
 pytestmark = pytest.mark.container
 
@@ -127,14 +127,15 @@ def test_published_pipeline_serves_from_the_pushed_image(engine_image, auth_regi
     port = free_port()
     args = _docker_run_args(record["commands"]["docker_run"], {
         "EDGE_PORT": str(port), "OCI_USERNAME": reg.username, "OCI_PASSWORD": reg.password})
-    *flags, image = args
-    assert image == record["engine_url"]
+    at = args.index(record["engine_url"])
+    flags, image, engine_args = args[:at], args[at], args[at + 1:]
+    # The registry is on the host's loopback: the command shares the host's network, the engine on EDGE_PORT.
+    assert flags[:2] == ["--network", "host"] and engine_args == ["--port", str(port)]
     name = f"joey-engine-test-{uuid.uuid4().hex[:12]}"
-    # What this host needs on top of the publish's flags (docs/container.md): runc with the host's rlimits, and
-    # host networking so the engine reaches the registry on 127.0.0.1 (-p is moot there, hence --port); the
+    # What this host needs on top of the publish's flags (docs/container.md): runc with the host's rlimits; the
     # test registry is plain HTTP.
-    cmd = ["podman", "--runtime", "runc", "run", "--rm", "--name", name, "--ulimit", "host", "--network", "host",
-           *flags, "-v", f"{persist_dir}:/persist", "-e", "JOEY_PLAIN_HTTP=1", image, "--port", str(port)]
+    cmd = ["podman", "--runtime", "runc", "run", "--rm", "--name", name, "--ulimit", "host",
+           *flags, "-v", f"{persist_dir}:/persist", "-e", "JOEY_PLAIN_HTTP=1", image, *engine_args]
     podman("pull", "--quiet", "--tls-verify=false", "--creds", creds, engine_ref)
     try:
         (pulled,) = json.loads(podman("image", "inspect", engine_ref).stdout)
