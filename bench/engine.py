@@ -25,10 +25,11 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
+import make_models  # noqa: E402  (examples/ccfraud, put on sys.path by bench.common)
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -39,8 +40,6 @@ import pyarrow.ipc as ipc
 from bench import loadgen, servers
 from bench.common import ROOT, summary, timed, write_result
 from packager.build import build
-
-import make_models  # noqa: E402  (examples/ccfraud, put on sys.path by bench.common)
 
 REFERENCE = ROOT.parent / "shared" / "reference"
 ARROW_FILE = "application/vnd.apache.arrow.file"
@@ -58,7 +57,7 @@ class Sizes:
     rounds: int                  # each scenario is measured this many times; the best round is kept
 
     @classmethod
-    def of(cls, quick: bool) -> "Sizes":
+    def of(cls, quick: bool) -> Sizes:
         if quick:
             return cls(batch=15, single={1: 300, 8: 1000, 64: 1000}, floor_single=500, rounds=1)
         return cls(batch=30, single={1: 1000, 8: 3000, 64: 3000}, floor_single=5000, rounds=3)

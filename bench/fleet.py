@@ -26,11 +26,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import requests
-
-from bench.common import RESULTS, machine
 from support.ops import start_ops
 from support.procs import free_port
 
+from bench.common import RESULTS, machine
 from engine.edge_client import arrow_page_body
 from joey.bundle import EdgeBundle
 from joey.opswire import LOG_PAGE_MEDIA_TYPE

@@ -20,8 +20,8 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -29,10 +29,10 @@ import requests
 from onnx import TensorProto, helper, numpy_helper
 
 from bench.common import start_registry, summary, timed, write_result
-from packager.publish import publish
 from joey.names import parse
 from joey.registry import Registry
 from joey.transfer import pull_to_dir
+from packager.publish import publish
 
 # A registry publish first copies its engine image into the registry, once per registry: not what these
 # figures compare (the pipeline's own upload against one PUT), and the bench has no engine image to copy.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import ROOT
@@ -93,7 +93,7 @@ def targets(data: dict) -> list[tuple[str, str, bool]]:
 
 def tables(data: dict) -> str:
     m = data["machine"]
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = lambda xs: " / ".join(f"{x:.2f}" for x in xs)  # noqa: E731
     lines = [f"Run `{data['command']}` on {m['cores']} cores ({m['cpu']}), Python {m['python']}, {when}; "
              f"load average (1/5/15 min) {load(data['load_before'])} before, {load(data['load_after'])} after; "

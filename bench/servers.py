@@ -9,8 +9,9 @@ import venv
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import ROOT
 from support.procs import free_port, start, stop, wait_http
+
+from bench.common import ROOT
 
 SERVER_CORE = 0
 CLIENT_CORE = 1

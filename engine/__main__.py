@@ -8,10 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from joey.errors import JoeyError
-
 from engine.app import run
 from engine.settings import DEFAULT_HOST, DEFAULT_PORT, from_env
+from joey.errors import JoeyError
 
 
 def main(argv: list[str] | None = None) -> int:

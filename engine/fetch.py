@@ -30,6 +30,7 @@ from pathlib import Path
 import requests
 import urllib3
 
+from engine.settings import Settings
 from joey import annotations as ann
 from joey import envvars, modelsig
 from joey import referrers as refs
@@ -41,8 +42,6 @@ from joey.pipeline_config import PipelineConfig
 from joey.signing import SignatureError, identity, verify
 from joey.transfer import config_blob, is_pipeline, open_target, pull_to_dir
 from joey.verify import copy_verified
-
-from engine.settings import Settings
 
 log = logging.getLogger("engine")
 

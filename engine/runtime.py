@@ -14,19 +14,27 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import pyarrow as pa
+import pyarrow.compute as pc
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail as OrtFail
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument as OrtInvalidArgument
 from onnxruntime.capi.onnxruntime_pybind11_state import RuntimeException as OrtRuntimeException
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from engine import providers
 from joey import validations
-from joey.errors import BadArtifact
+from joey.errors import (
+    BadArtifact,
+    BadColumn,
+    InferenceFailed,
+    MissingColumn,
+    NonNumeric,
+    NullValues,
+    RaggedColumn,
+    UnboundInputs,
+    ValueOutOfRange,
+    WrongWidth,
+)
 from joey.pipeline_config import PipelineConfig, StepConfig, TensorSig
-
-from joey.errors import (BadColumn, InferenceFailed, MissingColumn, NonNumeric, NullValues, RaggedColumn, UnboundInputs,
-                         ValueOutOfRange, WrongWidth)
 
 log = logging.getLogger("engine")
 

@@ -9,8 +9,9 @@ reading a body and read it against the size limit; blocking work runs off the ev
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 from starlette.applications import Starlette

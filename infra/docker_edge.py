@@ -13,12 +13,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from joey import envvars, quantity
-from joey.pipeline_config import EngineConfig
-
 from infra import k8s_args
 from infra.edge import EdgeArgs
 from infra.ops_edge import edge_bundle
+from joey import envvars, quantity
+from joey.pipeline_config import EngineConfig
 
 ENGINE_PORT = 8080
 CONTAINER_PREFIX = "joey-"    # engine container joey-EDGE, volume joey-EDGE-persist

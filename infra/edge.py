@@ -1,14 +1,13 @@
 """EdgeArgs: what every edge location runs, whichever component runs it (EdgeSite or DockerEdge)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import pulumi
 
-from joey.pipeline_config import EngineConfig
-
 from infra.ops_edge import BundleSource
+from joey.pipeline_config import EngineConfig
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from joey import envvars
-
 from infra import k8s_args
 from infra.k8s_args import ObjectStoreEnv
 from infra.settings import OpsPostgres
+from joey import envvars
 
 COMPONENT = "ops"
 # Edges enroll and upload under /edge; packager and Pulumi call the admin API under /v1/api.

@@ -10,14 +10,15 @@ Pulumi runs the provider in its own process from the pickled OpsEdgeProvider, wh
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-from joey.opsclient import OpsClient
 from joey.errors import Missing
+from joey.opsclient import OpsClient
 
 # Inputs whose change means a different edge in Ops: a replacement (remove_edge, then add_edge_to_publish).
 REPLACING = ("ops_url", "publish_id", "edge_name", "tags")

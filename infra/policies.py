@@ -8,9 +8,10 @@ run them on everything the program declares and on the charts its Releases insta
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from joey import envvars, quantity
 from joey.pipeline_config import EngineConfig

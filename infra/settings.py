@@ -10,19 +10,27 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Collection, Literal, Mapping
+from collections.abc import Collection, Mapping
+from typing import Annotated, Any, Literal
 
 import pulumi
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError,
-                      field_validator, model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
-from joey import quantity
-from joey.errors import ConfigError
-from joey.pipeline_config import EngineConfig
-from joey import names
-from joey.names import is_dns_label, is_host
+from joey import names, quantity
 from joey.deployment import DeploymentSpec
+from joey.errors import ConfigError
+from joey.names import is_dns_label, is_host
+from joey.pipeline_config import EngineConfig
 
 PROJECT = "joey"
 _DIGEST_REF = re.compile(r"^[^\s@]+@sha256:[a-f0-9]{64}$")
@@ -123,7 +131,7 @@ class Edge(_Model):
         return self.namespace or f"edge-{self.name}"
 
     @model_validator(mode="after")
-    def _kind_fields(self) -> "Edge":
+    def _kind_fields(self) -> Edge:
         if self.kind == "docker" and not self.docker_host:
             raise ValueError("a docker edge needs dockerHost (e.g. ssh://user@device or unix:///var/run/docker.sock)")
         if self.kind == "kubernetes" and (self.docker_host or self.persist_dir):
@@ -226,7 +234,7 @@ class StackConfig(_Model):
         return edge.name not in self.edge_bundles and self.ops_mode != "none"
 
     @model_validator(mode="after")
-    def _consistent(self) -> "StackConfig":
+    def _consistent(self) -> StackConfig:
         problems: list[str] = []
         if self.registry_mode == "external" and self.registry_password is None:
             problems.append("registryPassword: required with registryMode=external")

@@ -18,7 +18,6 @@ import uvicorn
 from joey import envvars
 from joey.bundle import is_loopback
 from joey.errors import ConfigError, JoeyError
-
 from opscenter import objectstore
 from opscenter.app import create_app
 from opscenter.objectstore import ObjectStoreSettings

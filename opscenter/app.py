@@ -13,7 +13,8 @@ import json
 import logging
 import re
 import time
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 from pydantic import BaseModel
@@ -24,16 +25,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from joey.errors import JoeyError
-
 from joey import opswire as models
-from opscenter import assays, dashboard, ingest, openapi
-from opscenter import metrics
+from joey.errors import BadRequest, JoeyError, PayloadTooLarge, Unauthorized
+from opscenter import assays, dashboard, ingest, metrics, openapi
 from opscenter.db import Database
-from joey.errors import BadRequest, PayloadTooLarge, Unauthorized
-from opscenter.schema import STATEMENTS
 from opscenter.publisher import PublishSettings
 from opscenter.rollup import Rollup, RollupSettings
+from opscenter.schema import STATEMENTS
 from opscenter.service import EDGE_PATH, OpsService
 
 log = logging.getLogger("joey.ops")

@@ -9,13 +9,12 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
-from joey.errors import ConfigError
-
-from joey.errors import Conflict, Unavailable
+from joey.errors import ConfigError, Conflict, Unavailable
 
 _DDL_SLOTS = {
     "sqlite": {"ID": "INTEGER PRIMARY KEY AUTOINCREMENT", "REAL": "REAL"},

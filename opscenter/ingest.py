@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -190,7 +190,7 @@ class Partitions:
                     return
             tx.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (_PARTITION_LOCK,))
             for d in (day, day + 1):
-                name = "logs_" + datetime.fromtimestamp(d * DAY_S, timezone.utc).strftime("%Y%m%d")
+                name = "logs_" + datetime.fromtimestamp(d * DAY_S, UTC).strftime("%Y%m%d")
                 tx.execute(f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF logs"
                            f" FOR VALUES FROM ({d * DAY_S}) TO ({(d + 1) * DAY_S})")
         self._known.add(day)

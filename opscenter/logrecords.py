@@ -5,7 +5,8 @@ flattened column names (`out.variable`, `metadata.partition`), as pandas.json_no
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from joey.errors import BadRequest
 

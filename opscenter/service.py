@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from joey.bundle import REPLACE_PLACEHOLDER, BundleError, EdgeBundle, is_loopback
-from joey.errors import ConfigError
+from joey.errors import BadRequest, ConfigError, Conflict, Forbidden, Missing, Unauthorized
 from joey.names import registry_host
+from joey.opswire import AddEdge, CheckIn, GetLogs, LogPage, PublishRecord, PublishRequest, UpdateStatus
 from joey.quantity import format_cpus
-
 from opscenter import catalog, ingest, logrecords, tokens
 from opscenter.db import Database
 from opscenter.publisher import STATUS_PUBLISHED, Publisher, PublishSettings
 from opscenter.rollup import Rollup
-from joey.errors import BadRequest, Conflict, Forbidden, Missing, Unauthorized
-from joey.opswire import AddEdge, CheckIn, GetLogs, LogPage, PublishRecord, PublishRequest, UpdateStatus
 
 EDGE_PATH = "/edge"
 JOIN_TOKEN_TTL = 24 * 3600.0
@@ -37,7 +36,7 @@ _REJOIN_HINT = "remove the edge and add it again for a new EDGE_BUNDLE"
 
 
 def _iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat()
+    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat()
 
 
 def _cpus_text(cpus: Any) -> str | None:

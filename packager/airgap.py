@@ -9,21 +9,27 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from joey import record as rec
 from joey import envvars, mediatypes
+from joey import record as rec
 from joey import referrers as refs
 from joey.descriptor import Descriptor, Manifest
 from joey.errors import ArchiveTooLarge, BadArtifact, ConfigError, JoeyError, NotFound, UnsafePath
 from joey.fsutil import atomic_writer, safe_join
 from joey.layout import OCILayout
-from packager.publish import destination
-from joey.quantity import memory_bytes
-from joey.names import (chart_repository, engine_repository, model_repository_beside, parse, pipeline_repository,
-                        record_tag, record_version)
+from joey.names import (
+    chart_repository,
+    engine_repository,
+    model_repository_beside,
+    parse,
+    pipeline_repository,
+    record_tag,
+    record_version,
+)
 from joey.pipeline_config import PipelineConfig
+from joey.quantity import memory_bytes
 from joey.registry import Registry
 from joey.transfer import ProgressFactory, Target, copy, no_progress, open_target, read_config
-
+from packager.publish import destination
 
 # A compressed export (gzip, xz) of weights and layers shrinks little; far more expansion is a decompression bomb.
 IMPORT_MAX_RATIO = 4

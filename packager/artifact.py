@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -49,7 +49,7 @@ def created_timestamp(inputs: list[Path]) -> str:
             raise ConfigError(envvars.SOURCE_DATE_EPOCH, f"{raw!r} is not a whole number of seconds") from None
     else:
         epoch = int(max(p.stat().st_mtime for p in inputs))
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def without_userinfo(url: str) -> str:

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from joey import mediatypes
-from packager.artifact import Artifact, build_artifact
 from joey.errors import NotFound
 from joey.layout import OCILayout, default_store
 from joey.names import Ref, pipeline_repository
-from packager.spec import LoadedSpec, load_spec
 from joey.transfer import CopyResult, copy
+from packager.artifact import Artifact, build_artifact
+from packager.spec import LoadedSpec, load_spec
 
 
 class ArtifactSource:

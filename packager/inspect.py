@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 from joey import referrers
-from packager.sbom import read_sbom
-from joey.pipeline_config import PipelineConfig
 from joey.names import parse
+from joey.pipeline_config import PipelineConfig
 from joey.transfer import is_pipeline, open_target, read_config
+from packager.sbom import read_sbom
 
 
 def describe(ref_text: str, *, store: Path | None = None, plain_http: bool = False) -> dict:

@@ -12,12 +12,11 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from joey.errors import ConfigError
 from joey.fsutil import atomic_writer
-
 from joey.opsclient import OpsClient
 
 DEFAULT_RECORDS_PER_FILE = 1000

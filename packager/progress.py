@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 # Below this a transfer is over before a bar would help.
 PROGRESS_MIN_BYTES = 32 * 2**20

@@ -10,18 +10,17 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from joey import __version__, envvars
+from joey import __version__, envvars, mediatypes
 from joey import annotations as ann
-from joey import mediatypes
 from joey import referrers as refs
-from packager.artifact import Artifact, without_userinfo
 from joey.descriptor import Descriptor
 from joey.errors import BadArtifact
 from joey.signing import PublicKey, SigningKey, dsse_envelope, dsse_open
-from packager.spec import LoadedSpec
 from joey.transfer import Target
+from packager.artifact import Artifact, without_userinfo
+from packager.spec import LoadedSpec
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -37,7 +36,7 @@ def builder_id() -> str:
 
 
 def _rfc3339(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def statement(loaded: LoadedSpec, artifact: Artifact, subject_name: str, *, started: datetime,

@@ -17,10 +17,10 @@ from pydantic import Field, ValidationError, field_validator
 
 from joey import envvars, validations
 from joey.deployment import DeploymentSpec, StrictModel
-from joey.names import is_dns_label
 from joey.errors import ConfigError, ModelError, SpecError, SpecIssue
-from packager.onnxmodel import inspect_model
+from joey.names import is_dns_label
 from joey.pipeline_config import EngineConfig, ModelInfo, PipelineConfig, StepConfig
+from packager.onnxmodel import inspect_model
 
 MAX_SPEC_BYTES = 1 * 2**20
 # Values one declared model input or output may hold (the product of its fixed dims, a fixed batch dim included):

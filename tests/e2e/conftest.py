@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 import make_models  # examples/ccfraud, put on sys.path by tests/conftest.py
+import pytest
 from support.e2e import SPEC, packager
 from support.ops import start_ops
 

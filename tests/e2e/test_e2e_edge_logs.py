@@ -7,11 +7,20 @@ import time
 
 import pyarrow.ipc as ipc
 import pytest
-
-from support.e2e import (PIPELINE, dataset, infer_all, ops_records, packager, rows_of, start_edge, upload_status,
-                         wait_records)
-from engine.edge_client import EdgeClient, OpsRejected
+from support.e2e import (
+    PIPELINE,
+    dataset,
+    infer_all,
+    ops_records,
+    packager,
+    rows_of,
+    start_edge,
+    upload_status,
+    wait_records,
+)
 from support.procs import wait_for
+
+from engine.edge_client import EdgeClient, OpsRejected
 from joey.bundle import EdgeBundle
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-
 from support.e2e import ops_records, rows_of
 from support.procs import wait_for
+
 from engine.edge_client import EdgeClient
 from engine.logstore import LogStore
 from engine.uploader import Uploader

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from packager.publish import publish
 from joey.names import parse
 from joey.registry import Registry
 from joey.transfer import pull_to_dir
+from packager.publish import publish
 
 pytestmark = pytest.mark.reference
 XGB_SHA = "054810e3e3ebbdd34438d9c1a08ed6a6680ef10bf97b9223f78ebf38e14b3b52"

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import make_models  # noqa: E402  (examples/ccfraud, put on sys.path by tests/conftest.py)
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-
-import make_models  # noqa: E402  (examples/ccfraud, put on sys.path by tests/conftest.py)
 from support.engine import publish_spec, start_engine  # noqa: E402
 from support.specs import one_step as one_step_spec  # noqa: E402
 

@@ -10,9 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import requests
-
-from support.engine import (ARROW_FILE, ARROW_STREAM, RECORDS, arrow_answer, encode, features, run_model,
-                            tensor_table)
+from support.engine import ARROW_FILE, ARROW_STREAM, RECORDS, arrow_answer, encode, features, run_model, tensor_table
 
 ROWS = 64
 

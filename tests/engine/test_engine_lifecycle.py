@@ -7,8 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
-
-from support.engine import (ARROW_FILE, encode, features, publish_spec, run_model, start_engine, tensor_table)
+from support.engine import ARROW_FILE, encode, features, publish_spec, run_model, start_engine, tensor_table
 from support.procs import free_port, wait_for
 
 

@@ -7,9 +7,8 @@ import json
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from tritonclient.utils import InferenceServerException
-
 from support.engine import publish_spec, start_engine
+from tritonclient.utils import InferenceServerException
 
 pytestmark = pytest.mark.reference
 

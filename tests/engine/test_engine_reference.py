@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from support.engine import ARROW_FILE, RECORDS, publish_spec, start_engine
 
 pytestmark = pytest.mark.reference

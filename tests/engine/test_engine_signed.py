@@ -8,15 +8,15 @@ import sys
 import time
 
 import pytest
-
 from support.engine import publish_spec, start_engine, tensor_table
-from packager.publish import publish
+from support.procs import free_port, wait_http
+from support.signing import flip_payload_byte, move_tag, replay_signature, restore_signature
+
 from joey.names import parse
 from joey.registry import Registry
 from joey.signing import generate_keypair, load_signing_key
+from packager.publish import publish
 from packager.signing import sign_publish
-from support.procs import free_port, wait_http
-from support.signing import flip_payload_byte, move_tag, replay_signature, restore_signature
 
 
 @pytest.fixture(scope="module")

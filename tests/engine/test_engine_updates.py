@@ -13,18 +13,18 @@ import onnx
 import pytest
 import requests
 from onnx import TensorProto, helper, numpy_helper
+from support.engine import RECORDS, features, run_model, start_engine
+from support.ops import start_ops
+from support.procs import wait_for
+from support.signing import move_tag
 
 from engine.settings import from_env
-from support.engine import RECORDS, features, run_model, start_engine
-from support.procs import wait_for
 from joey.errors import ConfigError
-from packager.publish import publish
 from joey.names import parse
 from joey.registry import Registry
 from joey.signing import generate_keypair, load_signing_key
+from packager.publish import publish
 from packager.signing import sign_publish
-from support.ops import start_ops
-from support.signing import move_tag
 
 NAMESPACE = "updates"
 NAME = "swap-pipeline"
@@ -99,7 +99,7 @@ class Load:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         self._thread.start()
         return self
 

@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pyarrow as pa
 import requests
-
-from packager.build import build
 from support.procs import free_port, stop, wait_http
 from support.specs import one_step
+
+from packager.build import build
 
 SPEC = one_step()
 

@@ -10,7 +10,6 @@ import grpc
 import pytest
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
-
 from support.infra import ALL_RUNS, ROOT, Seen, run
 from support.procs import start, stop
 

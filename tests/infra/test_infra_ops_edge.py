@@ -14,12 +14,12 @@ from pathlib import Path
 import dill
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
+from support.procs import free_port, start, stop, wait_http
 
 from infra.ops_edge import OpsEdgeProvider
-from joey.opsclient import OpsClient
-from joey.errors import Conflict, Missing, OpsUnreachable, Unauthorized
 from joey.bundle import EdgeBundle
-from support.procs import free_port, start, stop, wait_http
+from joey.errors import Conflict, Missing, OpsUnreachable, Unauthorized
+from joey.opsclient import OpsClient
 
 JOEY_OPS = str(Path(sys.executable).with_name("joey-ops"))
 

@@ -1,7 +1,6 @@
 """Each rule of infra/policies.py holds on a good object and fails on a bad one."""
 from __future__ import annotations
 
-
 import pytest
 
 from infra import k8s_args, policies

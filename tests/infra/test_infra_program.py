@@ -9,10 +9,19 @@ import json
 
 import kubernetes_validate
 import pytest
+from support.infra import (
+    ALL_RUNS,
+    KUBERNETES_VERSION,
+    Recording,
+    docker_edges,
+    recorded,
+    run,
+    stack_settings,
+    without_ops,
+)
 
 from infra import k8s_args, policies
-from support.infra import (ALL_RUNS, KUBERNETES_VERSION, Recording, docker_edges, recorded, run,
-                           stack_settings, without_ops)
+
 
 def types(rec: Recording) -> list[str]:
     return [r.type for r in rec.resources]

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import requests
 import yaml
-
 from support.infra import recorded
 from support.procs import free_port, start, stop, wait_http
 from support.registry import registry_binary

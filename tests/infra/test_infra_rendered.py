@@ -11,9 +11,9 @@ import hashlib
 
 import kubernetes_validate
 import pytest
+from support.infra import ALL_RUNS, KUBERNETES_VERSION, run, stack_settings
 
 from infra import policies
-from support.infra import ALL_RUNS, KUBERNETES_VERSION, run, stack_settings
 from packager import chart
 
 

@@ -6,9 +6,9 @@ import re
 
 import pytest
 import yaml
+from support.infra import STACK_NAMES, config_from, edge_stack, load_stack, project, stack_file, walk
 
 from infra import settings
-from support.infra import STACK_NAMES, config_from, edge_stack, load_stack, project, stack_file, walk
 from joey.errors import ConfigError
 
 REQUIRED = {"registryMode", "registryHost", "opsMode"}

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from infra import k8s_args
 from joey import envvars
-from packager.chart import chart_source, render
 from joey.pipeline_config import EngineConfig
 from joey.signing import generate_keypair
+from packager.chart import chart_source, render
 
 ENGINE = EngineConfig(cpus=1.0, memory="900Mi")
 IMAGE = "r.example.com/joey/engines/joey-engine@sha256:" + "a" * 64

@@ -10,10 +10,10 @@ import pytest
 import requests
 
 from joey.errors import DigestMismatch, RegistryError, SizeMismatch
-from packager.publish import publish
 from joey.names import parse
 from joey.registry import Registry
 from joey.transfer import pull_to_dir
+from packager.publish import publish
 
 ONE = "name: edge-pipeline\nsteps:\n  - name: ccfraud-mlp\n    model: models/ccfraud-mlp.onnx\n"
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-
-from opscenter.app import create_app
 from support.ops import JOEY_OPS, OpsServer, start_ops
 from support.procs import free_port, wait_http
+
+from opscenter.app import create_app
 
 
 @pytest.fixture(scope="session")

@@ -10,14 +10,17 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
-                                               status_code_conformance)
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from starlette.routing import Route
+from support.ops import start_ops
 
 from joey.bundle import EdgeBundle
 from opscenter.app import create_app
 from opscenter.openapi import EDGE, document
-from support.ops import start_ops
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 # Loaded at collection, so that each operation is a test of its own (schemathesis' lazy fixture loader breaks on

@@ -5,11 +5,11 @@ import uuid
 
 import httpx
 import pytest
-
-from joey.opsclient import OpsClient
-from joey.errors import BadRequest, Conflict, Missing, OpsUnreachable, Unauthorized
-from joey.bundle import REPLACE_PLACEHOLDER, EdgeBundle
 from support.procs import free_port
+
+from joey.bundle import REPLACE_PLACEHOLDER, EdgeBundle
+from joey.errors import BadRequest, Conflict, Missing, OpsUnreachable, Unauthorized
+from joey.opsclient import OpsClient
 
 SEED_PUBLISH_KEYS = {"id", "pipeline_version_name", "status", "created_at", "updated_at", "created_by",
                      "pipeline_url", "engine_url", "helm", "engine_config", "error", "user_images",

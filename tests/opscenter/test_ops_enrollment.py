@@ -14,15 +14,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support.procs import free_port
 
 from engine.edge_client import CREDENTIAL_FILE, EdgeClient, OpsRejected, OpsRetryable
-from opscenter.db import Database
+from joey.bundle import REPLACE_PLACEHOLDER, BundleError, EdgeBundle
 from joey.errors import Unauthorized
 from joey.opswire import AddEdge, PublishRecord
+from opscenter.db import Database
 from opscenter.schema import STATEMENTS
 from opscenter.service import OpsService
-from joey.bundle import REPLACE_PLACEHOLDER, BundleError, EdgeBundle
-from support.procs import free_port
 
 DAY = 24 * 3600.0
 RECORD = {"time": 1713880452318, "in": {"tensor": [1.0, 2.0]}, "out": {"variable": [0.5]},

@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import pyarrow as pa
+from test_ops_logs import enrolled_edge, raw_upload, record
 
 from engine.edge_client import arrow_page_body
 from joey.opswire import LOG_PAGE_MEDIA_TYPE
-from test_ops_logs import enrolled_edge, raw_upload, record
 
 N = 40
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from engine.edge_client import EdgeClient, OpsRejected
-from packager.logs_export import export_logs
 from joey.bundle import EdgeBundle
 from joey.errors import ConfigError
+from packager.logs_export import export_logs
 
 
 def record(i: int, partition: str = "whatever-the-engine-wrote") -> dict:

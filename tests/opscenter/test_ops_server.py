@@ -4,10 +4,10 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-
-from joey.opsclient import OpsClient
-from joey.bundle import EdgeBundle
 from support.procs import free_port, start, stop, wait_http
+
+from joey.bundle import EdgeBundle
+from joey.opsclient import OpsClient
 
 TOKEN = "t0ken-for-tests-0123456789"
 

@@ -8,8 +8,8 @@ import tarfile
 import pytest
 import requests
 
-from packager.airgap import export_publish, import_bundle
 from joey.errors import JoeyError
+from packager.airgap import export_publish, import_bundle
 from packager.publish import publish
 
 ONE = "name: edge-pipeline\nsteps:\n  - name: ccfraud-logreg\n    model: models/ccfraud-logreg.onnx\n" \

@@ -8,8 +8,8 @@ import pytest
 
 from joey import annotations as ann
 from joey import mediatypes
-from packager.build import build
 from joey.layout import OCILayout
+from packager.build import build
 from packager.onnxmodel import sha256_file
 
 SPEC = """\

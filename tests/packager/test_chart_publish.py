@@ -10,13 +10,12 @@ import helm_python as helm
 import pytest
 import requests
 import yaml
+from support.procs import free_port
 
 from joey import envvars, mediatypes
-
+from joey.errors import ConfigError, RegistryError, RegistryUnreachable
 from packager import chart
 from packager.chart import ChartError, build_publish_chart, push_chart, render
-from joey.errors import ConfigError, RegistryError, RegistryUnreachable
-from support.procs import free_port
 
 VERSION = "3b1c0d2e-5f1a-5b8e-9c4d-0a1b2c3d4e5f"
 CHART_VERSION = f"0.0.1-{VERSION}"

@@ -15,14 +15,14 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from support.signing import flip_payload_byte, move_tag, replay_signature, restore_signature
 
 from joey import mediatypes
 from joey.layout import OCILayout
-from packager.provenance import read_provenance
-from packager.publish import publish
 from joey.registry import Registry
 from joey.signing import SignatureError, generate_keypair, load_public_key, load_signing_key, sign, verify
-from support.signing import flip_payload_byte, move_tag, replay_signature, restore_signature
+from packager.provenance import read_provenance
+from packager.publish import publish
 
 ONE = "name: edge-pipeline\nsteps:\n  - name: ccfraud-logreg\n    model: models/ccfraud-logreg.onnx\n" \
       "    tensor_fields: [tensor]\n"

@@ -14,7 +14,6 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
 import requests
-
 from support.engine import ARROW_FILE, ARROW_STREAM, RECORDS, encode, features, start_engine, tensor_table
 from support.reliability import rss_bytes
 

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from support.engine import ARROW_FILE, start_engine
+from support.procs import free_port, start, wait_for
+from support.reliability import add_edge, numbered_body, ops_behind_proxy, ops_ids, upload_status
 
 from engine.edge_client import CREDENTIAL_FILE, Credential
-from support.engine import ARROW_FILE, start_engine
-from support.reliability import add_edge, numbered_body, ops_behind_proxy, ops_ids, upload_status
-from support.procs import free_port, start, wait_for
 
 KILLPOINT = Path(__file__).parent / "killpoint"
 STEPS = ["mkdir", "open-tmp", "replace", "after"]

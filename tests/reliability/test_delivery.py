@@ -19,12 +19,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-
-from engine.logstore import LogStore
 from support.engine import ARROW_FILE, start_engine
-from support.reliability import add_edge, ids_of_table, numbered_body, ops_behind_proxy, ops_ids, start_ops
 from support.procs import free_port, start, wait_for, wait_http
 from support.proxy import Forward, Request, Response
+from support.reliability import add_edge, ids_of_table, numbered_body, ops_behind_proxy, ops_ids, start_ops
+
+from engine.logstore import LogStore
 
 RUNS = 20
 PER_RUN = 50

@@ -9,10 +9,10 @@ import subprocess
 
 import pytest
 import requests
-
-from engine.logstore import LogStore
 from support.engine import ARROW_FILE, start_engine
 from support.reliability import ids_of_table, numbered_body
+
+from engine.logstore import LogStore
 
 VOLUME = "8m"
 

@@ -12,10 +12,9 @@ import statistics
 import time
 
 import requests
-
 from support.engine import ARROW_FILE, start_engine
-from support.reliability import add_edge, numbered_body, ops_ids, start_ops
 from support.procs import free_port, wait_for
+from support.reliability import add_edge, numbered_body, ops_ids, start_ops
 
 CAPACITY = 2**20
 ROWS = 20                 # per request

@@ -21,15 +21,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
+from support.engine import ARROW_FILE, start_engine
+from support.procs import wait_for
+from support.proxy import Answer, Forward, ForwardThenCut, Hang, Request
+from support.reliability import add_edge, ids_of_table, numbered_body, ops_behind_proxy, ops_ids
 
 from engine.edge_client import EdgeClient
 from engine.logstore import LogStore
 from engine.uploader import Uploader
-from support.engine import ARROW_FILE, start_engine
-from support.reliability import add_edge, ids_of_table, numbered_body, ops_behind_proxy, ops_ids
-from support.procs import wait_for
 from joey.bundle import EdgeBundle
-from support.proxy import Answer, Forward, ForwardThenCut, Hang, Request
 
 INFERENCES = 300
 FAULT_RATE = 0.3

@@ -16,13 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.engine import ARROW_FILE, start_engine
+from support.procs import wait_for
+from support.reliability import numbered_body, ops_ids, start_ops, upload_status
 
 from engine.edge_client import CREDENTIAL_FILE
-from support.engine import ARROW_FILE, start_engine
-from support.reliability import numbered_body, ops_ids, start_ops, upload_status
-from support.procs import wait_for
-from packager import chart
 from joey.bundle import EdgeBundle
+from packager import chart
 
 PACKAGER = str(Path(sys.executable).with_name("packager"))
 

@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass
 
 import requests
-
-from engine.logstore import LogStore
 from support.engine import ARROW_FILE, start_engine
 from support.reliability import ids_of_table, numbered_body
+
+from engine.logstore import LogStore
 
 CLIENTS = 4
 ROWS = 60_000             # per request: long enough (~0.3-1 s here) to be caught in flight

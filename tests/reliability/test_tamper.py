@@ -11,17 +11,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.engine import features, publish_spec, start_engine, tensor_table
+from support.procs import free_port
+from support.proxy import Forward, Proxy, Request, Response
+from support.specs import one_step
 
 from engine.fetch import PipelineCache, fetch
 from engine.settings import from_env
-from support.engine import features, publish_spec, start_engine, tensor_table
 from joey.descriptor import Manifest
 from joey.errors import DigestMismatch, SizeMismatch
 from joey.registry import Registry
 from joey.transfer import pull_to_dir
-from support.proxy import Forward, Proxy, Request, Response
-from support.procs import free_port
-from support.specs import one_step
 
 PACKAGER = Path(sys.executable).with_name("packager")
 

@@ -13,9 +13,10 @@ import hashlib
 import json
 import secrets
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pulumi
 import yaml
@@ -208,7 +209,7 @@ class Recording:
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: "JoeyMocks", recording: Recording):
+    def __init__(self, mocks: JoeyMocks, recording: Recording):
         super().__init__(mocks)
         self.recording = recording
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import http.client
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 from support.procs import free_port
 
@@ -92,7 +92,7 @@ class Proxy:
     def url(self) -> str:
         return f"http://{self.host}"
 
-    def __enter__(self) -> "Proxy":
+    def __enter__(self) -> Proxy:
         self._thread.start()
         return self
 

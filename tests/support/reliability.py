@@ -3,19 +3,19 @@ from __future__ import annotations
 
 import secrets
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import requests
 
-from support.engine import ARROW_FILE, encode, tensor_table
 from joey.opsclient import OpsClient
-from support.proxy import Proxy
+from support.engine import ARROW_FILE, encode, tensor_table
 from support.procs import free_port, start, stop, wait_http
+from support.proxy import Proxy
 
 JOEY_OPS = str(Path(sys.executable).with_name("joey-ops"))
 
