@@ -54,7 +54,7 @@ def test_build_sets_name_version_and_defaults(published, tmp_path):
     assert values["image"] == {**PUBLISH_VALUES["image"], "pullPolicy": "IfNotPresent"}
     assert values["engine"] == PUBLISH_VALUES["engine"]
     assert values["ociRegistry"] == {"registry": "registry.example.com", "username": "", "password": "",
-                                     "existingSecret": ""}
+                                     "existingSecret": "", "plainHttp": False}
     # the source chart's comments survive the merge
     assert "# Engine image repository" in values_text and "# Memory for the engine" in values_text
     assert "edge-pipeline/values.schema.json" in files and "edge-pipeline/templates/deployment.yaml" in files

@@ -24,7 +24,15 @@ import pyarrow.ipc as ipc
 from support.engine import ARROW_FILE, start_engine
 from support.procs import wait_for
 from support.proxy import Answer, Forward, ForwardThenCut, Hang, Request
-from support.reliability import add_edge, ids_of_table, numbered_body, ops_behind_proxy, ops_ids
+from support.reliability import (
+    add_edge,
+    ids_of_page,
+    ids_of_table,
+    numbered_body,
+    ops_behind_proxy,
+    ops_ids,
+    page_seq_start,
+)
 
 from engine.edge_client import EdgeClient
 from engine.logstore import LogStore
@@ -50,10 +58,10 @@ def test_thirty_percent_faults_and_a_permanent_refusal(published, tmp_path):
             return Forward()
         with lock:
             if req.path == "/edge/logs":
-                page = json.loads(req.body)
-                if not poisoned and page["seq_start"] >= 40:
-                    poisoned["seq_start"] = page["seq_start"]
-                if page["seq_start"] == poisoned.get("seq_start"):
+                seq_start = page_seq_start(req.body)
+                if not poisoned and seq_start >= 40:
+                    poisoned["seq_start"] = seq_start
+                if seq_start == poisoned.get("seq_start"):
                     return REFUSED
             if rng.random() < FAULT_RATE:
                 return rng.choice(FAULTS)
@@ -88,8 +96,7 @@ def test_thirty_percent_faults_and_a_permanent_refusal(published, tmp_path):
     logs_calls = sorted(proxy.requests("/edge/logs"), key=lambda c: c.at)   # recorded as they end
     refused_calls = [s for s in logs_calls if s.decision is REFUSED]
     assert len(refused_calls) == 1, "a refused page is set aside, never sent again"
-    page = json.loads(refused_calls[0].request.body)
-    assert rejected == [int(r["in"]["tensor"][0]) for r in page["records"]]
+    assert rejected == ids_of_page(refused_calls[0].request.body)
     up = status["upload"]
     assert up["pages_rejected"] == 1 and up["records_rejected"] == len(rejected)
     assert up["set_aside"]["files"] == 1 and up["set_aside"]["records"] == len(rejected)

@@ -1,6 +1,7 @@
 """Shared pieces of the reliability scenarios: numbered requests, process gauges, a joey-ops process."""
 from __future__ import annotations
 
+import json
 import secrets
 import sys
 from collections.abc import Iterator
@@ -45,6 +46,21 @@ def ids_of_records(records: list[dict]) -> list[int]:
 
 
 # ---- process gauges from /proc ------------------------------------------------------------------------------
+
+def page_seq_start(body: bytes) -> int:
+    """seq_start of an upload page as the engine sends it: Arrow IPC with the numbers in the schema's metadata,
+    or the JSON page Ops also accepts."""
+    if body[:1] == b"{":
+        return int(json.loads(body)["seq_start"])
+    return int(pa.ipc.open_stream(body).schema.metadata[b"joey.seq_start"])
+
+
+def ids_of_page(body: bytes) -> list[int]:
+    """The ids of the records in an upload page (Arrow IPC, or JSON with nested `in`)."""
+    if body[:1] == b"{":
+        return [int(r["in"]["tensor"][0]) for r in json.loads(body)["records"]]
+    return ids_of_table(pa.ipc.open_stream(body).read_all())
+
 
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
