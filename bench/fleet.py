@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,13 +27,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import requests
-from support.ops import start_ops
-from support.procs import free_port
 
-from bench.common import RESULTS, machine
+from bench.common import RESULTS, ROOT, machine
 from engine.edge_client import arrow_page_body
 from joey.bundle import EdgeBundle
 from joey.opswire import LOG_PAGE_MEDIA_TYPE
+
+# The test suite's process helpers start Ops exactly as the tests do (one way to start it, not two).
+sys.path.insert(0, str(ROOT / "tests"))
+from support.ops import start_ops  # noqa: E402
+from support.procs import free_port  # noqa: E402
 
 TARGETS = {"pg_records_per_s": 50_000, "sqlite_records_per_s": 10_000, "p99_ms_1000_edges": 250}
 IN_FLIGHT = 64

@@ -176,12 +176,9 @@ def _cpus(raw: str) -> float | None:
     if not raw:
         return None
     try:
-        cpus = float(raw)
-    except ValueError:
-        cpus = 0.0
-    if not cpus > 0 or cpus == float("inf"):
-        raise ConfigError(envvars.CONFIG_CPUS, f"{raw!r} is not a positive number of CPUs (e.g. 1, 2.5)")
-    return cpus
+        return quantity.positive_number(raw, "CPUs (e.g. 1, 2.5)")
+    except ValueError as e:
+        raise ConfigError(envvars.CONFIG_CPUS, str(e)) from None
 
 
 def _interval(raw: str) -> float:
@@ -202,12 +199,9 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if not raw:
         return default
     try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds < float("inf"):
-        raise ConfigError(name, f"{raw!r} is not a positive number of seconds")
-    return seconds
+        return quantity.positive_number(raw, "seconds")
+    except ValueError as e:
+        raise ConfigError(name, str(e)) from None
 
 
 def _positive_int(name: str, raw: str) -> int:

@@ -1,4 +1,5 @@
-"""Kubernetes resource quantities (memory) and LOCAL_INFERENCE_STORAGE sizes, and their byte values.
+"""Kubernetes resource quantities (memory) and LOCAL_INFERENCE_STORAGE sizes, and their byte values; the one
+reading of a setting that must be a positive number (seconds, CPUs, records).
 
 The one definition of a storage size: the engine parses LOCAL_INFERENCE_STORAGE with storage_bytes, and the
 chart's values.schema.json checks localInferenceStorage with STORAGE_PATTERN.
@@ -43,6 +44,18 @@ def storage_bytes(quantity: str) -> int:
         raise ValueError(f"{quantity!r} is not a size like 512Mi or 100m (a positive whole number with Ki, Mi, "
                          "Gi or Ti, or k, m, g or t for the same)")
     return int(m["num"]) * _BINARY[_SHORT_UNITS.get(m["unit"], m["unit"])]
+
+
+def positive_number(text: str, of: str = "") -> float:
+    """A finite number greater than zero, as the engine's and Ops' settings take them; ValueError naming `of` (the
+    unit, e.g. "seconds") if not."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{text!r} is not a positive number" + (f" of {of}" if of else ""))
+    return value
 
 
 def docker_memory(quantity: str) -> str:

@@ -43,10 +43,13 @@ KINDS = {ARTIFACT_TYPES[SIGNATURE]: "signature", ARTIFACT_TYPES[ATTESTATION]: "p
 OCI_IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"
 MAX_LAYER = 4 * 2**20   # a signature payload, an attestation or an SBOM is a few KiB; more is not one of ours
 MAX_INDEX = 4 * 2**20
-# Without a conditional PUT, a writer learns it lost a race only by reading again: it waits a moment (jittered,
-# so two racing writers drift apart), looks for its entry and writes again when it is gone.
+# Without a conditional PUT, a writer learns it lost a race only by reading again: it waits a moment, looks for
+# its entry and writes again when it is gone. The moment is a few of the registry's own round trips (a racing
+# writer's read-modify-write takes about three), jittered so that two racing writers drift apart: a loopback
+# registry costs milliseconds per publish, a distant one waits as long as its latency needs.
 INDEX_ATTEMPTS = 12
-SETTLE_S = (0.05, 0.25)
+SETTLE_ROUND_TRIPS = (3.0, 6.0)
+SETTLE_MIN_S = 0.005
 
 Replaces = Callable[[dict[str, Any], dict[str, Any]], bool]
 
@@ -137,16 +140,21 @@ def register(target: Target, repository: str, raw: bytes, *, replaces: Replaces 
             kept = [e for e in entries if e.get("digest") != entry["digest"] and not replaces(e, entry)]
             if read_index(target, repository, subject)[0] != seen:
                 continue
+            started = time.monotonic()
             target.write_manifest(repository, tag, index_bytes([*kept, entry]), mediatypes.OCI_INDEX)
-            time.sleep(random.uniform(*SETTLE_S))
+            _settle(time.monotonic() - started)
             if any(e.get("digest") == entry["digest"] for e in read_index(target, repository, subject)[1]):
                 return
         except RegistryError as e:
             # distribution 2.8 answers 500 to a read of a tag that another writer is moving at that instant
             if e.status < 500:
                 raise
-            time.sleep(random.uniform(*SETTLE_S))
+            _settle(SETTLE_MIN_S * 10)
     raise ReferrersContention(f"{repository}:{tag}", INDEX_ATTEMPTS)
+
+
+def _settle(round_trip_s: float) -> None:
+    time.sleep(max(SETTLE_MIN_S, round_trip_s) * random.uniform(*SETTLE_ROUND_TRIPS))
 
 
 def index_bytes(entries: list[dict[str, Any]]) -> bytes:

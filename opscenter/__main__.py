@@ -15,7 +15,7 @@ import sys
 
 import uvicorn
 
-from joey import envvars
+from joey import envvars, quantity
 from joey.bundle import is_loopback
 from joey.errors import ConfigError, JoeyError
 from opscenter import objectstore
@@ -75,12 +75,9 @@ def _publishing(args: argparse.Namespace) -> PublishSettings | None:
 def _positive(given: str | None, variable: str, default: float, flag: str) -> float:
     text = given or os.environ.get(variable) or str(default)
     try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise ConfigError(flag, f"{text!r} is not a positive number")
-    return value
+        return quantity.positive_number(text)
+    except ValueError as e:
+        raise ConfigError(flag, str(e)) from None
 
 
 def _rollup(args: argparse.Namespace) -> RollupSettings | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from support.ops import JOEY_OPS, OpsServer, start_ops
+from support.ops import JOEY_OPS, OpsServer, start_edge_registry, start_ops
 from support.procs import free_port, wait_http
 
 from opscenter.app import create_app
@@ -109,6 +109,14 @@ def ops(database_url, tmp_path):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture()
+def edge_registry(tmp_path):
+    """The registry Ops publishes into, wanting support.ops.EDGE_USER's login."""
+    reg = start_edge_registry(tmp_path / "edge-registry")
+    yield reg
+    reg.stop()
 
 
 class Clock:

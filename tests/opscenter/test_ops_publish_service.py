@@ -9,12 +9,11 @@ import os
 import secrets
 import subprocess
 import sys
-from dataclasses import dataclass, field
 
 import pytest
 import requests
-from support.ops import JOEY_OPS, OpsProcess
-from support.procs import free_port, start, wait_for, wait_http
+from support.ops import EDGE_USER, PublishingOps, start_publishing_ops
+from support.procs import start, wait_for, wait_http
 from support.registry import RunningRegistry, registry_binary, start_registry
 
 from joey import mediatypes
@@ -30,26 +29,6 @@ SEED_KEYS = {"id", "pipeline_version_id", "pipeline_version_name", "status", "cr
              "created_by", "pipeline_url", "engine_url", "helm", "engine_config", "error", "user_images",
              "docker_run_variables"}
 ORDER = ["PendingPublish", "Publishing", "Published"]
-EDGE_USER = "edge-robot"
-
-
-@dataclass
-class PublishingOps(OpsProcess):
-    """joey-ops with an edge registry (its password in the environment only)."""
-
-    args: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-
-    def start(self) -> None:
-        self.proc = start([JOEY_OPS, "--host", "127.0.0.1", "--port", str(self.port), "--database",
-                           self.database_url, "--log-level", "info", *self.args], self.log,
-                          env={"JOEY_OPS_TOKEN": self.token, **self.env}, cwd=self.workdir)
-        wait_http(f"{self.url}/healthz", proc=self.proc, log=self.log)
-
-    def call(self, endpoint: str, body: dict) -> requests.Response:
-        """A request as seed 003 writes it."""
-        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
-        return requests.post(f"{self.url}/v1/api/pipelines/{endpoint}", headers=headers, json=body, timeout=30)
 
 
 @pytest.fixture()
@@ -60,21 +39,8 @@ def build_registry(tmp_path):
 
 
 @pytest.fixture()
-def edge_registry(tmp_path):
-    reg = start_registry(tmp_path / "edge-registry", username=EDGE_USER, password=secrets.token_urlsafe(16))
-    yield reg
-    reg.stop()
-
-
-@pytest.fixture()
 def publishing_ops(database_url, tmp_path, edge_registry):
-    port = free_port()
-    server = PublishingOps(f"http://127.0.0.1:{port}", secrets.token_urlsafe(24), database_url, port, tmp_path,
-                           args=["--edge-registry", f"{edge_registry.host}/edge", "--edge-registry-plain-http",
-                                 "--build-registry-plain-http", "--publish-lease", "2"],
-                           env={"JOEY_OPS_EDGE_REGISTRY_USERNAME": EDGE_USER,
-                                "JOEY_OPS_EDGE_REGISTRY_PASSWORD": edge_registry.password})
-    server.start()
+    server = start_publishing_ops(secrets.token_urlsafe(24), database_url, tmp_path, edge_registry)
     try:
         yield server
     finally:

@@ -11,11 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from support.procs import free_port, wait_for
+from support.ops import EDGE_USER, start_publishing_ops
+from support.procs import wait_for
 from support.proxy import Forward, Hang, Proxy
 from support.registry import start_registry
 from test_ops_logs import record
-from test_ops_publish_service import EDGE_USER, PublishingOps, ids_of, seed_publish, statuses_until_done
+from test_ops_publish_service import ids_of, seed_publish, statuses_until_done
 
 from joey import mediatypes
 from joey.bundle import EdgeBundle
@@ -35,27 +36,14 @@ def shared_db(pg_cluster) -> str:
 
 
 @pytest.fixture()
-def edge_registry(tmp_path):
-    reg = start_registry(tmp_path / "edge-registry", username=EDGE_USER, password=secrets.token_urlsafe(16))
-    yield reg
-    reg.stop()
-
-
-@pytest.fixture()
 def replicas(shared_db, tmp_path, edge_registry):
     """Three publishing replicas over one database and one admin token, each with its own log."""
     token, servers = secrets.token_urlsafe(24), []
     try:
         for i in range(REPLICAS):
-            port, workdir = free_port(), tmp_path / f"replica-{i}"
+            workdir = tmp_path / f"replica-{i}"
             workdir.mkdir()
-            server = PublishingOps(f"http://127.0.0.1:{port}", token, shared_db, port, workdir,
-                                   args=["--edge-registry", f"{edge_registry.host}/edge", "--edge-registry-plain-http",
-                                         "--build-registry-plain-http", "--publish-lease", "2"],
-                                   env={"JOEY_OPS_EDGE_REGISTRY_USERNAME": EDGE_USER,
-                                        "JOEY_OPS_EDGE_REGISTRY_PASSWORD": edge_registry.password})
-            server.start()
-            servers.append(server)
+            servers.append(start_publishing_ops(token, shared_db, workdir, edge_registry))
         yield servers
     finally:
         for server in servers:
