@@ -1,4 +1,4 @@
-"""Inference log records: stamping an edge's records on arrival, flattening them for export.
+"""Inference log records: stamping an edge's records on arrival, selecting and flattening them for export.
 
 Records are the engine's pandas-records (`time`, `in`, `out`, `anomaly`, `metadata`). Exports use the seeds'
 flattened column names (`out.variable`, `metadata.partition`), as pandas.json_normalize would produce.
@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from joey.errors import BadRequest
+from joey.opswire import GetLogs
 
 _INT64 = 2**63
 
@@ -41,3 +42,13 @@ def flatten(record: dict[str, Any], dataset: Iterable[str] | None = None) -> dic
     for key, value in record.items():
         walk(key, value)
     return flat
+
+
+def page_filter(req: GetLogs, id_column: str) -> tuple[str, list[Any]]:
+    """The SQL condition and parameters for the rows a GetLogs page may draw from: its pipeline, `id_column`
+    past the cursor, its partition if it names one. The database's `logs` and the archive's catalog alike."""
+    sql, params = f"pipeline_name = ? AND {id_column} > ?", [req.pipeline_name, req.after]
+    if req.partition is not None:
+        sql += " AND partition = ?"
+        params.append(req.partition)
+    return sql, params

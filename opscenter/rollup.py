@@ -26,12 +26,12 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 
 from joey.errors import JoeyError, ObjectStoreUnavailable
 from joey.opswire import GetLogs
+from opscenter import logrecords
 from opscenter.db import Database, Tx
 from opscenter.objectstore import SCHEMA, ObjectStore, ObjectStoreSettings
 
@@ -185,13 +185,10 @@ class Rollup:
         """`hot` (the database's first limit+1 rows past the cursor, {id, record}) merged with the archive's:
         the first limit+1 of both by id. Called after reading `hot`: a batch rolled in between is then in both,
         and counted once."""
-        sql = "SELECT key, min_id FROM log_objects WHERE done_at IS NOT NULL AND pipeline_name = ? AND max_id > ?"
-        params: list[Any] = [req.pipeline_name, req.after]
-        if req.partition is not None:
-            sql += " AND partition = ?"
-            params.append(req.partition)
+        where, params = logrecords.page_filter(req, "max_id")
         with self.db.transaction() as tx:
-            objects = tx.all(sql + " ORDER BY min_id", params)
+            objects = tx.all(f"SELECT key, min_id FROM log_objects WHERE done_at IS NOT NULL AND {where} "
+                             "ORDER BY min_id", params)
         want = req.limit + 1
         found = {r["id"]: r["record"] for r in hot}
         for obj in objects:

@@ -4,6 +4,16 @@ statement given as {dialect: sql} runs on that dialect only.
 Times are UNIX seconds (float) from the app's clock; JSON documents are stored as text on both backends.
 """
 
+# The columns of `logs` after its id, alike on both dialects (only the id and partitioning differ).
+_LOG_COLUMNS = """
+        pipeline_name TEXT NOT NULL,
+        edge_id TEXT NOT NULL,
+        partition TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        time BIGINT,
+        record TEXT NOT NULL,
+        received_at {REAL} NOT NULL"""
+
 STATEMENTS = (
     """CREATE TABLE IF NOT EXISTS workspaces (
         id {ID},
@@ -85,26 +95,12 @@ STATEMENTS = (
     # (opscenter/ingest.py), so old days go as whole partitions. A unique key there would have to include
     # received_at, so (edge_id, seq) is kept unique by ingest itself, which serializes each edge's pages
     # (an advisory lock) and writes only the seqs not yet stored; `id` comes from a sequence, ordering exports.
-    {"sqlite": """CREATE TABLE IF NOT EXISTS logs (
-        id {ID},
-        pipeline_name TEXT NOT NULL,
-        edge_id TEXT NOT NULL,
-        partition TEXT NOT NULL,
-        seq BIGINT NOT NULL,
-        time BIGINT,
-        record TEXT NOT NULL,
-        received_at {REAL} NOT NULL,
+    {"sqlite": f"""CREATE TABLE IF NOT EXISTS logs (
+        id {{ID}},{_LOG_COLUMNS},
         UNIQUE (edge_id, seq))""",
      "postgresql": "CREATE SEQUENCE IF NOT EXISTS logs_id_seq"},
-    {"postgresql": """CREATE TABLE IF NOT EXISTS logs (
-        id BIGINT NOT NULL DEFAULT nextval('logs_id_seq'),
-        pipeline_name TEXT NOT NULL,
-        edge_id TEXT NOT NULL,
-        partition TEXT NOT NULL,
-        seq BIGINT NOT NULL,
-        time BIGINT,
-        record TEXT NOT NULL,
-        received_at {REAL} NOT NULL) PARTITION BY RANGE (received_at)"""},
+    {"postgresql": f"""CREATE TABLE IF NOT EXISTS logs (
+        id BIGINT NOT NULL DEFAULT nextval('logs_id_seq'),{_LOG_COLUMNS}) PARTITION BY RANGE (received_at)"""},
     {"postgresql": "CREATE INDEX IF NOT EXISTS logs_by_edge_seq ON logs (edge_id, seq)"},
     "CREATE INDEX IF NOT EXISTS logs_by_pipeline ON logs (pipeline_name, id)",
     "CREATE INDEX IF NOT EXISTS logs_by_partition ON logs (pipeline_name, partition, id)",

@@ -381,13 +381,9 @@ class OpsService:
     def get_logs(self, req: GetLogs) -> dict:
         """Up to `limit` records after the cursor, oldest first, flattened, from the database and the object
         store alike; `next` is the cursor to go on with, None at the end."""
-        sql = "SELECT id, record FROM logs WHERE pipeline_name = ? AND id > ?"
-        params: list[Any] = [req.pipeline_name, req.after]
-        if req.partition is not None:
-            sql += " AND partition = ?"
-            params.append(req.partition)
+        where, params = logrecords.page_filter(req, "id")
         with self.db.transaction() as tx:
-            rows = tx.all(sql + " ORDER BY id LIMIT ?", (*params, req.limit + 1))
+            rows = tx.all(f"SELECT id, record FROM logs WHERE {where} ORDER BY id LIMIT ?", (*params, req.limit + 1))
         if self.rollup:
             rows = self.rollup.merged(req, rows)
         more = len(rows) > req.limit
