@@ -188,6 +188,7 @@ class _StateCollector(Collector):
         update = engine.updater.status() if engine.updater else None
         yield from [info, *_families(STORE, None if store is None or stats is None else {
             "joey_engine_log_store_bytes": stats.bytes_stored,
+            "joey_engine_log_store_capacity_bytes": store.capacity_bytes,
             "joey_engine_log_store_records": stats.records_stored,
             "joey_engine_log_records_dropped": stats.records_dropped,
             "joey_engine_log_records_lost": stats.records_lost,
@@ -225,6 +226,8 @@ class _StateCollector(Collector):
 # The state's families by name: (kind, help). Counter names go without _total, which the exposition adds.
 STORE = {
     "joey_engine_log_store_bytes": ("gauge", "Bytes of inference log segment files on disk."),
+    "joey_engine_log_store_capacity_bytes": ("gauge", "Bytes the inference log may hold before the oldest records "
+                                                      "are dropped (LOCAL_INFERENCE_STORAGE)."),
     "joey_engine_log_store_records": ("gauge", "Records kept and not yet acknowledged by Ops: the upload backlog."),
     "joey_engine_log_records_dropped": ("counter", "Records removed unacknowledged to stay within capacity."),
     "joey_engine_log_records_lost": ("counter", "Records damaged, deleted or failed to write."),

@@ -277,10 +277,10 @@ class Engine:
         return time.perf_counter_ns() - t0
 
     def status(self) -> dict[str, Any]:
-        """GET /status: the log store's counters, with EDGE_BUNDLE the uploader's (docs/ops.md), what serves
+        """GET /status: the log store's counters and bound, with EDGE_BUNDLE the uploader's (docs/ops.md), what serves
         and the in-line updater's state (docs/engine-api.md)."""
-        serving = self.serving
-        return {"logs": asdict(self._require_store().stats()),
+        serving, store = self.serving, self._require_store()
+        return {"logs": {**asdict(store.stats()), "capacity_bytes": store.capacity_bytes},
                 "upload": self.uploader.status() if self.uploader is not None else None,
                 "serving": {**serving.describe(), "since": serving.since} if serving is not None else None,
                 "update": self.updater.status() if self.updater is not None else None}

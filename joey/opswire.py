@@ -3,7 +3,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    RootModel,
+    Tag,
+    ValidationError,
+    field_validator,
+)
 
 from joey.errors import BadRequest
 from joey.names import is_dns_label
@@ -30,11 +40,14 @@ A = TypeVar("A")
 B = TypeVar("B")
 
 
-def dns_label(value: str, what: str) -> str:
-    if not is_dns_label(value):
-        raise ValueError(f"{what} must be a DNS-1123 label: lower-case letters, digits and '-', starting and "
-                         "ending with a letter or digit, at most 63 characters")
-    return value
+def _dns_label(what: str) -> AfterValidator:
+    """The check of a str field that names something in Kubernetes (a DNS-1123 label); `what` names the field."""
+    def check(value: str) -> str:
+        if not is_dns_label(value):
+            raise ValueError(f"{what} must be a DNS-1123 label: lower-case letters, digits and '-', starting and "
+                             "ending with a letter or digit, at most 63 characters")
+        return value
+    return AfterValidator(check)
 
 
 class _Body(BaseModel):
@@ -65,7 +78,7 @@ class PublishRecord(BaseModel):
     Ops registers its pipeline, pipeline version and `models` (model configs) under integer ids."""
 
     model_config = ConfigDict(extra="allow", strict=True)
-    pipeline_name: str
+    pipeline_name: Annotated[str, _dns_label("pipeline_name")]
     pipeline_version: str = Field(min_length=1, max_length=128)
     pipeline_url: str = Field(min_length=1, max_length=2048)
     pipeline_digest: str | None = None
@@ -79,11 +92,6 @@ class PublishRecord(BaseModel):
                                                                                          max_length=100)
     user_images: list[str] = Field(default_factory=list)
     models: list[ModelRef] = Field(default_factory=list, max_length=1000)
-
-    @field_validator("pipeline_name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return dns_label(v, "pipeline_name")
 
 
 class PublishRequest(_Body):
@@ -145,13 +153,8 @@ class ListPipelines(_Body):
 
 class AddEdge(_Body):
     pipeline_publish_id: Id
-    name: str
+    name: Annotated[str, _dns_label("edge name")]
     tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return dns_label(v, "edge name")
 
     @field_validator("tags")
     @classmethod
@@ -281,7 +284,7 @@ class AssayCreate(_Body):
     baseline, per window, one series per named edge location (`partitions`) or one over all of them."""
 
     max_bytes: ClassVar[int] = 8 * 2**20   # a reference dataset of MAX_BASELINE_VALUES numbers fits
-    name: str
+    name: Annotated[str, _dns_label("assay name")]
     pipeline_name: str
     field: str = Field(pattern=r"^(in|out|anomaly|metadata)(\.[^.\[\]]+)+(\[\d{1,6}\])*$", max_length=512)
     baseline: BaselineWindow | BaselineValues
@@ -291,11 +294,6 @@ class AssayCreate(_Body):
     alert_threshold: float = Field(default=0.25, ge=0, allow_inf_nan=False)
     partitions: list[str] | None = Field(default=None, min_length=1, max_length=MAX_TAGS)
     active: bool = True
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return dns_label(v, "assay name")
 
 
 class AssayId(_Body):

@@ -2,8 +2,9 @@
 
 For each it copies the pipeline version's artifact, its chart and (when the build registry has it) its engine
 image from the build registry into the edge registry with joey.transfer.copy, checks that the edge registry
-then serves each manifest under the digest it had, copies the signatures and provenance attached to them, and
-fills the publish in: `Published` with the edge registry's URLs, or `Error` with `error`.
+then serves each manifest under the digest it had, copies what is attached to them (signatures, provenance,
+SBOM, publish record: joey.referrers, with the referrers index and cosign's tags), and fills the publish in:
+`Published` with the edge registry's URLs, or `Error` with `error`.
 
 Work is claimed through the database, not held in memory: a worker takes a publish_jobs row with a conditional
 UPDATE (of any number of workers, replicas included, one wins) and renews the claim's lease while it copies.
@@ -43,7 +44,7 @@ from joey.names import (
     pipeline_ref,
     registry_target,
 )
-from joey.referrers import SUFFIXES, fallback_tag
+from joey.referrers import copy_referrers
 from joey.registry import Registry
 from joey.transfer import copy
 from opscenter.db import Database
@@ -235,7 +236,7 @@ class Publisher:
         digest = _copy_verified(src, src_ref.repository, src_ref.reference, dst, pipeline.repository, version)
         if source.get("pipeline_digest") and digest != source["pipeline_digest"]:
             raise DigestMismatch(source["pipeline_url"], source["pipeline_digest"], digest)
-        _copy_attached(src, src_ref.repository, dst, pipeline.repository, digest)
+        copy_referrers(src, src_ref.repository, dst, pipeline.repository, digest)
         fields = {"pipeline_url": str(pipeline), "docker_run_variables": {"PIPELINE_URL": str(pipeline)}}
         engine = self._copy_engine(source.get("engine_url"), dst)
         fields["engine_url"] = engine or source.get("engine_url")
@@ -250,7 +251,7 @@ class Publisher:
         src = self.settings.build.target(src_ref.host)
         repo = chart_repository(edge.namespace, name)
         digest = _copy_verified(src, src_ref.repository, helm["version"], dst, repo, helm["version"])
-        _copy_attached(src, src_ref.repository, dst, repo, digest)
+        copy_referrers(src, src_ref.repository, dst, repo, digest)
         # The chart is copied byte for byte, so its defaults still name the build registry: the values an
         # install sets name the edge registry's copies.
         values = deepcopy(helm.get("values") or {})
@@ -304,16 +305,6 @@ def _copy_verified(src, src_repo: str, reference: str, dst, dst_repo: str, tag: 
     if served != digest:
         raise DigestMismatch(f"{dst_repo}:{tag or digest} in the edge registry", digest, served)
     return digest
-
-
-def _copy_attached(src, src_repo: str, dst, dst_repo: str, digest: str) -> None:
-    """Signatures and provenance under cosign's tags, so an edge that verifies finds them beside the copy."""
-    for suffix in SUFFIXES:
-        tag = fallback_tag(digest, suffix)
-        try:
-            copy(src, src_repo, tag, dst, dst_repo, tag)
-        except NotFound:
-            continue
 
 
 def _transient(e: BaseException) -> bool:

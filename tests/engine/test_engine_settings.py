@@ -5,6 +5,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from engine.settings import DEFAULT_LOG_CAPACITY, from_env
 from joey.bundle import BundleError, EdgeBundle
@@ -41,14 +42,19 @@ def test_storage_sizes_as_the_seeds_write_them(size, capacity):
 
 
 def test_engine_starts_with_seed_001_storage(one_step, tmp_path):
-    """Seed 001's own `-e LOCAL_INFERENCE_STORAGE=100m`: a real engine starts, serves and logs."""
+    """Seed 001's own `-e LOCAL_INFERENCE_STORAGE=100m`: a real engine starts, serves and logs, its store
+    bounded to 100 MiB (issue 15), as /status and /metrics say."""
     from support.engine import start_engine
 
     eng = start_engine(one_step["pipeline_url"], tmp_path / "persist", LOCAL_INFERENCE_STORAGE="100m",
                        PLATEAU_PAGE_SIZE="100")
     try:
         assert eng.proc.poll() is None
-        assert eng.get("/status").json()["logs"]["next_seq"] == 0
+        logs = eng.get("/status").json()["logs"]
+        assert logs["next_seq"] == 0 and logs["capacity_bytes"] == 100 * 2**20 == 104857600
+        gauges = {s.name: s.value for family in text_string_to_metric_families(eng.get("/metrics").text)
+                  for s in family.samples}
+        assert gauges["joey_engine_log_store_capacity_bytes"] == 104857600
     finally:
         eng.stop()
 

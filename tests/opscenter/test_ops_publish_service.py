@@ -19,6 +19,7 @@ from support.registry import RunningRegistry, registry_binary, start_registry
 from joey import mediatypes
 from joey.bundle import EdgeBundle
 from joey.descriptor import Descriptor, manifest_bytes
+from joey.referrers import find, kind
 from joey.registry import Registry
 from joey.transfer import read_config
 
@@ -152,6 +153,12 @@ def test_seed_003_publish_copies_into_the_edge_registry(publishing_ops, build_re
         build.resolve("joey/charts/edge-pipeline", chart_tag)[2]
     assert published["helm"]["reference"] == f"{edge_host}/charts@{edge.resolve('edge/charts/edge-pipeline', chart_tag)[2]}"
     assert edge.resolve("edge/engines/joey-engine", engine_digest)[2] == engine_digest
+    # What the packager attached to the pipeline travels with it, listed in the edge's referrers index too.
+    attached = {(r.digest, kind(r.artifact_type)) for r in find(build, "joey/pipelines/edge-pipeline",
+                                                                built["pipeline_digest"])}
+    assert {"provenance", "sbom", "publish record"} <= {k for _, k in attached}
+    assert {(r.digest, kind(r.artifact_type)) for r in find(edge, "edge/pipelines/edge-pipeline",
+                                                            built["pipeline_digest"])} == attached
     # engine_config in the seeds' shape, in the config blob as in Ops.
     _, blob = read_config(edge, "edge/pipelines/edge-pipeline", version_tag)
     assert json.loads(blob)["engine_config"]["engine"]["resources"]["arch"] == "x86"

@@ -2,7 +2,7 @@
 directory, filled to the last block. Pass: /health and /ready stay 200; /infer answers 200 or the documented
 507 (JSON error naming LOCAL_INFERENCE_STORAGE), never anything else, and a 507's records are not kept; once
 space is freed inference succeeds again; after a restart the store holds every record that got a 200, once,
-and counts nothing lost. The store-level ENOSPC cases are in tests/test_logstore.py."""
+and counts nothing lost. The store-level ENOSPC cases are in tests/engine/test_logstore_recovery.py."""
 from __future__ import annotations
 
 import subprocess
