@@ -200,7 +200,7 @@ def test_the_database_holds_no_plaintext_secret(ops, backend, make_record, tmp_p
         cluster = request.getfixturevalue("pg_cluster")
         cluster.admin("CHECKPOINT")
         files = [p for p in cluster.data_dir.rglob("*") if p.is_file()]
-    data = b"".join(p.read_bytes() for p in files)
+    data = b"".join(_read_if_there(p) for p in files)
     # the digests are there, so the search looks where the secrets would be
     assert hashlib.sha256(b.join_token.encode()).hexdigest().encode() in data
     assert hashlib.sha256(credential.encode()).hexdigest().encode() in data
@@ -256,3 +256,12 @@ def test_plain_http_to_a_remote_ops_is_refused():
     with pytest.raises(BundleError, match="plain http:// only to a loopback host"):
         EdgeBundle(edge_name="edge-1", opscenter_host="http://ops.example.com/edge", pipeline_url="r/p:v",
                    join_token="t")
+
+
+def _read_if_there(path: Path) -> bytes:
+    """A file's bytes, or none when the server removed it since it was listed (PostgreSQL drops caches such as
+    pg_internal.init at any moment)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
