@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.codecs.media import ARROW_FILE, ARROW_STREAM, JSON
 from joey import __version__
 
-ARROW_FILE = "application/vnd.apache.arrow.file"
-ARROW_STREAM = "application/vnd.apache.arrow.stream"
 RECORDS = "application/json; format=pandas-records"
-JSON = "application/json"
 
 _ref = {"$ref": "#/components/schemas/Error"}
 

@@ -84,7 +84,7 @@ def program() -> None:
             edge_name=edge.name, pipeline_url=publish.pipeline_url(cfg.registry_host, cfg.registry_namespace),
             engine=publish.engine_config, image=publish.engine_image or engine_image,
             registry_host=registry.host, registry_username=registry.username,
-            registry_password=registry.password, bundle=bundle, ops_url=cfg.ops_endpoint, after=ops,
+            registry_password=registry.password, bundle=bundle, after=ops,
             verify_key=cfg.verify_key)
         if edge.kind == "docker":
             site = DockerEdge(edge.name, DockerEdgeArgs(runs, docker_host=edge.docker_host, port=edge.port,

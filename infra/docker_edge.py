@@ -63,7 +63,7 @@ class DockerEdge(pulumi.ComponentResource):
         else:
             persist = docker.ContainerVolumeArgs(container_path=k8s_args.PERSIST, host_path=args.persist_dir)
         plain = k8s_args.engine_container_env(engine=edge.engine, pipeline_url=edge.pipeline_url,
-                                              registry_host=edge.registry_host, ops_url=edge.ops_url,
+                                              registry_host=edge.registry_host,
                                               verify_key=edge.verify_key)
         envs: list[pulumi.Input[str]] = [f"{k}={v}" for k, v in sorted(plain.items())]
         envs.append(f"{envvars.OCI_USERNAME}={edge.registry_username}")

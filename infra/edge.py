@@ -20,6 +20,5 @@ class EdgeArgs:
     registry_username: str
     registry_password: pulumi.Output[str]        # secret
     bundle: BundleSource                         # EDGE_BUNDLE: given (secret), from Ops, or none
-    ops_url: str
     verify_key: str = ""                         # PEM public key; empty: no signature check
     after: Sequence[pulumi.Resource] = ()        # what enrolling with Ops waits for: the stack's own Ops center

@@ -312,7 +312,7 @@ def docker_config_json(host: str, username: str, password: str) -> str:
 
 
 def engine_container_env(*, engine: EngineConfig, pipeline_url: str, registry_host: str,
-                         ops_url: str, verify_key: str = "") -> dict[str, str]:
+                         verify_key: str = "") -> dict[str, str]:
     """The engine's plain settings (the seeds' docker run -e ...); credentials are added by the caller."""
     env = {
         envvars.PIPELINE_URL: pipeline_url,
@@ -320,8 +320,6 @@ def engine_container_env(*, engine: EngineConfig, pipeline_url: str, registry_ho
         envvars.CONFIG_CPUS: quantity.format_cpus(engine.cpus),
         envvars.PERSIST_DIR: PERSIST,
     }
-    if ops_url:
-        env[envvars.OPS_URL] = ops_url
     if verify_key:
         env[envvars.VERIFY_KEY] = verify_key
     return env

@@ -32,6 +32,6 @@ def test_without_a_key_nothing_is_set(tmp_path):
         engine=ENGINE, pipeline_url="r.example.com/joey/pipelines/p:1", image=IMAGE, registry_host="r.example.com",
         oci_secret="oci", pull_secret="pull", claim="c", bundle_secret=None, bundle_sha256=None)
     assert "verifyKey" not in values
-    env = k8s_args.engine_container_env(engine=ENGINE, pipeline_url="p", registry_host="r", ops_url="",
+    env = k8s_args.engine_container_env(engine=ENGINE, pipeline_url="p", registry_host="r",
                                         verify_key=_pem(tmp_path))
     assert env[envvars.VERIFY_KEY].startswith("-----BEGIN PUBLIC KEY-----")
