@@ -36,7 +36,7 @@ def test_every_place_writes_the_same_cpus(cpus, text):
                                             oci_secret="s", pull_secret="p", claim="c", bundle_secret=None,
                                             bundle_sha256=None)
     assert str(values["engine"]["cpus"]) == text
-    env = k8s_args.engine_container_env(engine=engine, pipeline_url=URL, registry_host="r", ops_url="")
+    env = k8s_args.engine_container_env(engine=engine, pipeline_url=URL, registry_host="r")
     assert env["CONFIG_CPUS"] == text
     assert docker_edge.container_limits(engine)[0] == text
 
